@@ -1,0 +1,72 @@
+"""The one configuration object of a transfer: built at the edge, passed down, frozen."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+# S3's own limits on multipart uploads.
+MIN_PART_SIZE = 5 * MiB
+MAX_PART_SIZE = 5 * GiB
+MAX_PARTS = 10_000
+MAX_SINGLE_COPY = 5 * GiB
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and as whom one side of a transfer talks to S3.
+
+    Everything None means boto3's standard chain: AWS_* environment variables,
+    AWS_ENDPOINT_URL, profiles, instance roles. Secrets never appear in repr.
+    """
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    multipart_threshold: int = 256 * MiB  # larger objects are copied in parts
+    part_size: int = 64 * MiB
+    max_concurrency: int = 64  # S3 requests in flight for one transfer
+    part_concurrency: int = 8  # parts of one object copied at once
+    max_attempts: int = 5  # tries per S3 request, transient errors only
+    backoff_base: float = 0.2  # seconds; full jitter, doubling per try
+    backoff_cap: float = 20.0
+    delete: bool = False  # sync rows: remove destination objects the source lacks
+    batch_files: int = 500  # files per Prefect task run
+    batch_bytes: int = 16 * GiB  # and at most this many bytes (a larger object is alone)
+    source: Endpoint = Endpoint()
+    destination: Endpoint = Endpoint()
+
+    def __post_init__(self) -> None:
+        checks = {
+            "multipart_threshold": self.multipart_threshold >= MIN_PART_SIZE,
+            "part_size": MIN_PART_SIZE <= self.part_size <= MAX_PART_SIZE,
+            "max_concurrency": self.max_concurrency >= 1,
+            "part_concurrency": self.part_concurrency >= 1,
+            "max_attempts": self.max_attempts >= 1,
+            "batch_files": self.batch_files >= 1,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            from .errors import InputError
+
+            raise InputError(
+                f"invalid option {bad[0]}={getattr(self, bad[0])!r} (parts are 5 MiB to 5 GiB, "
+                "counts at least 1)")
+
+    def part_size_for(self, size: int) -> int:
+        """The part size for an object: ours, grown so the parts fit in S3's 10,000."""
+        part = self.part_size
+        while part * MAX_PARTS < size:
+            part *= 2
+        return min(part, MAX_PART_SIZE)
+
+    def is_multipart(self, size: int) -> bool:
+        return size > self.multipart_threshold or size > MAX_SINGLE_COPY

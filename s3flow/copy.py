@@ -1,0 +1,177 @@
+"""Copy objects server-side: CopyObject, or UploadPartCopy in parallel parts.
+
+A Copier owns the threads of one transfer. Every S3 request takes one of
+`max_concurrency` request slots while it runs, so a transfer never has more
+requests in flight than that, however its files and parts are mixed; a file
+waiting for its parts holds no slot, so files and parts cannot starve each other.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Callable, Iterable
+
+from .config import TransferConfig
+from .errors import S3Error
+from .plan import CopyItem, DeleteItem, decide
+from .record import COPIED, DELETED, FAILED, SKIPPED, FileResult, ObjectRef
+from .retry import Attempts, Retrier
+from .storage import DELETE_BATCH, ObjectInfo, Storage
+
+log = logging.getLogger("s3flow.copy")
+
+
+class Copier:
+    def __init__(self, config: TransferConfig, source: Storage, destination: Storage,
+                 retrier: Retrier | None = None) -> None:
+        self.config = config
+        self.source = source
+        self.destination = destination
+        self.retrier = retrier or Retrier(config)
+        self._slots = threading.BoundedSemaphore(config.max_concurrency)
+        self._files = ThreadPoolExecutor(config.max_concurrency, thread_name_prefix="s3flow-file")
+        self._parts = ThreadPoolExecutor(config.max_concurrency, thread_name_prefix="s3flow-part")
+
+    def close(self) -> None:
+        self._files.shutdown(wait=True, cancel_futures=True)
+        self._parts.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> "Copier":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def run(self, batch: Iterable[CopyItem | DeleteItem]) -> list[FileResult]:
+        """Copy (or delete) every item of a batch; one result per file, in batch order."""
+        batch = list(batch)
+        copies = [self._files.submit(self.copy, item) for item in batch if isinstance(item, CopyItem)]
+        deletes = self.delete([item for item in batch if isinstance(item, DeleteItem)])
+        return [future.result() for future in copies] + deletes
+
+    def _request(self, attempts: Attempts, request: Callable, *args):
+        """One S3 request, retried on transient errors, holding a request slot per try."""
+        def slotted(*call_args):
+            with self._slots:
+                return request(*call_args)
+
+        return self.retrier.call(slotted, *args, attempts=attempts)
+
+    def copy(self, item: CopyItem) -> FileResult:
+        attempts, started = Attempts(), time.time()
+        source, detail = item.source, ""
+
+        def result(status: str, error: str = "", detail: str = "") -> FileResult:
+            return FileResult(
+                item.source_ref.uri, item.destination.uri, status,
+                size=source.size if source else None, attempts=attempts.count, started=started,
+                ended=time.time(), error=error, detail=detail,
+                etag=source.etag if source else "", line=item.line)
+
+        try:
+            if source is None:
+                source = self._request(attempts, self.source.head, item.source_ref)
+                if source is None:
+                    return result(FAILED, f"NoSuchKey: the source object {item.source_ref} does not exist")
+            if item.check_destination:
+                existing = self._request(attempts, self.destination.head, item.destination)
+                copy, why = decide(source, existing)
+                if not copy:
+                    return result(SKIPPED, detail=why)
+            if self.config.is_multipart(source.size):
+                detail = self._copy_multipart(source, item.destination, attempts)
+            else:
+                self._request(attempts, self.destination.copy_object, source, item.destination)
+                detail = "CopyObject"
+        except S3Error as exc:
+            return result(FAILED, f"{exc.code}: {exc.message or exc.describe()}")
+        return result(COPIED, detail=detail)
+
+    def _copy_multipart(self, source: ObjectInfo, destination: ObjectRef, attempts: Attempts) -> str:
+        if not source.properties:  # a listing found it: fetch what CreateMultipartUpload must carry
+            fresh = self._request(attempts, self.source.head, source.ref)
+            if fresh is None or fresh.etag != source.etag:
+                raise S3Error("PreconditionFailed", "the source changed since it was listed",
+                              source.ref.bucket, source.ref.key)
+            source = fresh
+        tags = self._request(attempts, self.source.tags, source.ref)
+        upload_id = self._request(attempts, self.destination.create_multipart, source, destination, tags)
+        try:
+            etags = self._copy_parts(source, destination, upload_id, attempts)
+            self._request(attempts, self.destination.complete_multipart, destination, upload_id, etags)
+        except BaseException:
+            self._abort(destination, upload_id)
+            raise
+        return f"multipart, {len(etags)} parts"
+
+    def _copy_parts(self, source: ObjectInfo, destination: ObjectRef, upload_id: str,
+                    attempts: Attempts) -> list[str]:
+        part = self.config.part_size_for(source.size)
+        ranges = [(first, min(first + part, source.size) - 1) for first in range(0, source.size, part)]
+        window = threading.BoundedSemaphore(self.config.part_concurrency)
+        failed = threading.Event()
+
+        def one(number: int, first: int, last: int) -> str:
+            try:
+                if failed.is_set():
+                    raise _Skipped()
+                return self._request(attempts, self.destination.copy_part, source, destination,
+                                     upload_id, number, first, last)
+            finally:
+                window.release()
+
+        futures: list[Future] = []
+        for number, (first, last) in enumerate(ranges, 1):
+            window.acquire()
+            if failed.is_set():
+                window.release()
+                break
+            future = self._parts.submit(one, number, first, last)
+            future.add_done_callback(lambda f: f.exception() and failed.set())
+            futures.append(future)
+        wait(futures)  # after a failure the parts not yet started return at once
+        for future in futures:  # the first real error, not a part skipped because of it
+            error = future.exception()
+            if error is not None and not isinstance(error, _Skipped):
+                raise error
+        return [future.result() for future in futures]
+
+    def _abort(self, destination: ObjectRef, upload_id: str) -> None:
+        try:
+            self._request(Attempts(), self.destination.abort_multipart, destination, upload_id)
+        except S3Error as exc:
+            log.error("could not abort multipart upload %s of %s: %s", upload_id, destination, exc)
+
+    def delete(self, items: list[DeleteItem]) -> list[FileResult]:
+        results = []
+        for bucket in sorted({item.destination.bucket for item in items}):
+            mine = [item for item in items if item.destination.bucket == bucket]
+            for start in range(0, len(mine), DELETE_BATCH):
+                results.extend(self._delete_chunk(bucket, mine[start:start + DELETE_BATCH]))
+        return results
+
+    def _delete_chunk(self, bucket: str, chunk: list[DeleteItem]) -> list[FileResult]:
+        attempts, started = Attempts(), time.time()
+        try:
+            errors = self._request(attempts, self.destination.delete_objects, bucket,
+                                   [item.destination.key for item in chunk])
+        except S3Error as exc:
+            errors = {item.destination.key: f"{exc.code}: {exc.message}" for item in chunk}
+        ended = time.time()
+        return [
+            FileResult("", item.destination.uri, FAILED if item.destination.key in errors else DELETED,
+                       size=item.size, attempts=attempts.count, started=started, ended=ended,
+                       error=_error_text(errors.get(item.destination.key, "")),
+                       detail="not in the source", line=item.line)
+            for item in chunk
+        ]
+
+
+class _Skipped(Exception):
+    """A part not started because another part of the same object failed."""
+
+
+def _error_text(code: str) -> str:
+    return code if not code or ":" in code else f"{code}: delete failed"

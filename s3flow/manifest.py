@@ -1,0 +1,217 @@
+"""Read and validate a transfer manifest: rows of source and destination S3 URIs.
+
+Format, decided per file:
+- delimiter: a tab if the first row has one, else a comma if it has one, else
+  runs of whitespace (quote fields with `"` to put a delimiter inside a key);
+- header: the first row is a header when its first field is not an `s3://` URI
+  (or as forced by header=True/False);
+- `s3://bucket/key` -> `s3://bucket/key` copies one object; a destination ending
+  in `/` copies into that prefix under the source's own name;
+- `s3://bucket/prefix/` (or `s3://bucket`) -> `s3://bucket/prefix/` syncs a prefix.
+Every problem in the whole file is reported, with its line, before anything is copied.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from .errors import InputError, Problem
+from .record import ObjectRef
+
+SCHEME = "s3://"
+MAX_KEY_BYTES = 1024
+_BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    line: int
+    source: ObjectRef
+    destination: ObjectRef
+
+    @property
+    def is_prefix(self) -> bool:
+        return is_prefix_key(self.source.key)
+
+
+def is_prefix_key(key: str) -> bool:
+    return key == "" or key.endswith("/")
+
+
+def parse_uri(text: str) -> ObjectRef:
+    """`s3://bucket/key` as an ObjectRef; ValueError says what is wrong."""
+    if not text.lower().startswith(SCHEME):
+        raise ValueError(f"{text!r} is not an s3:// URI")
+    bucket, _, key = text[len(SCHEME):].partition("/")
+    if not bucket:
+        raise ValueError(f"{text!r} has an empty bucket name")
+    if not _BUCKET.match(bucket):
+        raise ValueError(f"{text!r}: {bucket!r} is not a valid bucket name")
+    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        raise ValueError(f"{text[:60]!r}...: key longer than {MAX_KEY_BYTES} bytes")
+    return ObjectRef(bucket, key)
+
+
+def read_text(location: str, fetch: Callable[[ObjectRef], bytes]) -> str:
+    """The manifest's text from a local path or an s3:// URI (read with `fetch`)."""
+    if location.lower().startswith(SCHEME):
+        try:
+            ref = parse_uri(location)
+        except ValueError as exc:
+            raise InputError(f"manifest location: {exc}") from None
+        if is_prefix_key(ref.key):
+            raise InputError(f"manifest location {location} is a prefix, not an object")
+        data = fetch(ref)
+    else:
+        try:
+            data = Path(location).read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read manifest {location}: {exc.strerror or exc}") from None
+    if b"\x00" in data:
+        raise InputError("the manifest is not a text file (it contains NUL bytes)", location)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"the manifest is not UTF-8 text (byte {exc.start})", location) from None
+
+
+def parse(text: str, header: bool | None = None, name: str = "manifest") -> list[ManifestRow]:
+    """Rows of a manifest's text. Raises InputError listing every problem with its line."""
+    lines = [line.strip() for line in text.splitlines()]
+    first = next((i for i, line in enumerate(lines) if line), None)
+    if first is None:
+        raise InputError("the manifest is empty: expected rows of 'source,destination'", name)
+    table = _read_table(lines, _delimiter(lines[first]), name)
+    if header is None:
+        header = not table.iat[first, 0].strip().lower().startswith(SCHEME)
+    problems: list[Problem] = []
+    rows: list[ManifestRow] = []
+    for index, values in enumerate(table.itertuples(index=False, name=None)):
+        if not lines[index] or (header and index == first):
+            continue
+        row = _row(index + 1, [value.strip() for value in values], problems)
+        if row is not None:
+            rows.append(row)
+    if not rows and not problems:
+        problems.append(Problem("the manifest has a header but no rows"))
+    problems.extend(_conflicts(rows))
+    if problems:
+        raise InputError(sorted(problems, key=lambda p: p.line or 0), name)
+    return rows
+
+
+def check_delete(rows: list[ManifestRow]) -> list[Problem]:
+    """Problems that only matter when --delete removes destination objects."""
+    problems = []
+    for row in rows:
+        src, dst = row.source, row.destination
+        if row.is_prefix and src.bucket == dst.bucket and src.key.startswith(dst.key):
+            problems.append(Problem(
+                f"the source {src} lies inside the destination prefix {dst}: "
+                "--delete would remove source objects", row.line, "destination"))
+    return problems
+
+
+def _delimiter(line: str) -> str:
+    if "\t" in line:
+        return "\t"
+    if "," in line:
+        return ","
+    return r"\s+"
+
+
+def _read_table(lines: list[str], sep: str, name: str) -> pd.DataFrame:
+    # As many column names as the longest line could have fields (quoted delimiters
+    # only over-count), so pandas never drops or re-indexes surplus fields: we count them.
+    if sep == r"\s+":
+        width = max(len(line.split()) for line in lines)
+    else:
+        width = max(line.count(sep) for line in lines) + 1
+    try:
+        return pd.read_csv(
+            io.StringIO("\n".join(lines)), sep=sep, header=None, names=range(max(width, 2)),
+            index_col=False, dtype=str, keep_default_na=False, skip_blank_lines=False,
+            engine="python",
+        ).fillna("")
+    except (pd.errors.ParserError, csv.Error) as exc:
+        raise InputError(f"cannot parse the manifest: {exc}", name) from None
+
+
+def _row(line: int, values: list[str], problems: list[Problem]) -> ManifestRow | None:
+    used = [value for value in values if value]
+    if len(used) != 2 or not values[0] or not values[1]:
+        count = len(values) - next((i for i, v in enumerate(reversed(values)) if v), len(values))
+        problems.append(Problem(
+            f"wrong column count: expected 2 (source, destination), found {count}", line,
+            "columns"))
+        return None
+    refs = {}
+    for field, text in zip(("source", "destination"), values):
+        try:
+            refs[field] = parse_uri(text)
+        except ValueError as exc:
+            problems.append(Problem(str(exc), line, field))
+    if len(refs) < 2:
+        return None
+    src, dst = refs["source"], refs["destination"]
+    if is_prefix_key(src.key):
+        if not is_prefix_key(dst.key):
+            problems.append(Problem(
+                f"the source {src} is a prefix, so the destination must be a prefix too "
+                f"(end it with '/'), not the object {dst}", line, "destination"))
+            return None
+        if src == dst:
+            problems.append(Problem("the destination equals the source", line, "destination"))
+            return None
+        if src.bucket == dst.bucket and dst.key.startswith(src.key):
+            problems.append(Problem(
+                f"the destination {dst} lies inside its own source prefix {src}", line,
+                "destination"))
+            return None
+    else:
+        if is_prefix_key(dst.key):
+            dst = ObjectRef(dst.bucket, dst.key + src.key.rsplit("/", 1)[-1])
+        if src == dst:
+            problems.append(Problem("the destination equals the source", line, "destination"))
+            return None
+    return ManifestRow(line, src, dst)
+
+
+def _conflicts(rows: list[ManifestRow]) -> list[Problem]:
+    """Two rows that could write the same destination object."""
+    problems = []
+    objects: dict[ObjectRef, int] = {}
+    prefixes: dict[ObjectRef, int] = {}
+    for row in rows:
+        target = prefixes if row.is_prefix else objects
+        other = target.get(row.destination)
+        if other is not None:
+            problems.append(Problem(
+                f"two rows write the same destination {row.destination} (lines {other} and "
+                f"{row.line})", row.line, "destination"))
+        else:
+            target[row.destination] = row.line
+    for dst, line in [*objects.items(), *prefixes.items()]:
+        for ancestor in _ancestors(dst):
+            other = prefixes.get(ancestor)
+            if other is not None and other != line:
+                problems.append(Problem(
+                    f"the destination {dst} lies inside the destination prefix {ancestor} of "
+                    f"line {other}: both rows could write the same objects", line, "destination"))
+    return problems
+
+
+def _ancestors(ref: ObjectRef):
+    """The prefixes above a key, bucket root first, excluding the key itself."""
+    key = ref.key.rstrip("/") if ref.key.endswith("/") else ref.key
+    yield ObjectRef(ref.bucket, "")
+    start = 0
+    while (cut := key.find("/", start)) != -1:
+        yield ObjectRef(ref.bucket, key[: cut + 1])
+        start = cut + 1

@@ -1,0 +1,202 @@
+"""What to copy, skip and delete, decided before any copy is made.
+
+Prefix rows are planned by merging the sorted listings of source and
+destination (keys relative to their prefixes) into source-only, common and
+destination-only objects, page by page, so no side is held in memory whole.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from .config import TransferConfig
+from .errors import S3Error
+from .manifest import ManifestRow
+from .record import FAILED, SKIPPED, FileResult, ObjectRef
+from .retry import Retrier
+from .storage import ObjectInfo, Storage
+
+
+@dataclass(frozen=True)
+class CopyItem:
+    """One object to copy. `source` is known when a listing found it."""
+
+    source_ref: ObjectRef
+    destination: ObjectRef
+    line: int
+    source: ObjectInfo | None = None
+    check_destination: bool = True  # an object row: compare with the destination first
+
+    @property
+    def size(self) -> int:
+        return self.source.size if self.source else 0
+
+
+@dataclass(frozen=True)
+class DeleteItem:
+    destination: ObjectRef
+    line: int
+    size: int
+
+
+Planned = CopyItem | DeleteItem | FileResult
+
+
+def is_multipart_etag(etag: str) -> bool:
+    return "-" in etag
+
+
+def decide(source: ObjectInfo, destination: ObjectInfo | None) -> tuple[bool, str]:
+    """Copy or not, and why. The sync rule, for prefix rows and object rows alike:
+
+    | destination | size   | ETags                         | modified            | action |
+    |-------------|--------|-------------------------------|---------------------|--------|
+    | missing     |        |                               |                     | copy   |
+    | exists      | differ |                               |                     | copy   |
+    | exists      | same   | equal                         |                     | skip   |
+    | exists      | same   | differ, both single-part MD5  |                     | copy   |
+    | exists      | same   | differ, either multipart (-N) | destination older   | copy   |
+    | exists      | same   | differ, either multipart (-N) | destination same/newer | skip |
+
+    A multipart ETag is a hash of part hashes, so it differs from the source's
+    whenever the part layout or the store's ETag scheme differs, even for equal
+    bytes; there the copy we made is recognised by size and by having been
+    written after the source was last modified (as `aws s3 sync` does).
+    """
+    if destination is None:
+        return True, "new"
+    if destination.size != source.size:
+        return True, "size differs"
+    if destination.etag == source.etag:
+        return False, "identical (same size and ETag)"
+    if not (is_multipart_etag(source.etag) or is_multipart_etag(destination.etag)):
+        return True, "content differs (ETag)"
+    if destination.last_modified < source.last_modified:
+        return True, "source modified after the destination was written"
+    return False, "same size, destination newer than source (multipart ETags are not comparable)"
+
+
+class Planner:
+    def __init__(self, config: TransferConfig, source: Storage, destination: Storage,
+                 retrier: Retrier | None = None) -> None:
+        self.config = config
+        self.source = source
+        self.destination = destination
+        self.retrier = retrier or Retrier(config)
+
+    def plan(self, rows: Iterable[ManifestRow]) -> Iterator[Planned]:
+        rows = list(rows)
+        missing = self._bucket_errors(rows)
+        for row in rows:
+            error = missing.get(row.source.bucket) or missing.get(row.destination.bucket)
+            if not row.is_prefix:
+                if error:
+                    yield _failed(row.source, row.destination, row.line, *error)
+                else:
+                    yield CopyItem(row.source, row.destination, row.line)
+            elif row.source.bucket in missing:
+                yield _failed(row.source, row.destination, row.line, *missing[row.source.bucket])
+            else:
+                yield from self._sync(row, missing.get(row.destination.bucket))
+
+    def _bucket_errors(self, rows: list[ManifestRow]) -> dict[str, tuple[str, str]]:
+        """Buckets that do not exist, found once up front (some stores answer a copy
+        into a missing bucket with a retryable 500 instead of NoSuchBucket)."""
+        errors = {}
+        for side, storage in (("source", self.source), ("destination", self.destination)):
+            for bucket in sorted({getattr(row, side).bucket for row in rows}):
+                code = self.retrier.call(storage.bucket_error, bucket)
+                if code == "NoSuchBucket":
+                    errors[bucket] = (code, f"the {side} bucket {bucket!r} does not exist")
+        return errors
+
+    def _sync(self, row: ManifestRow, destination_error: tuple[str, str] | None) -> Iterator[Planned]:
+        src, dst = row.source, row.destination
+        try:
+            sources = self._listing(self.source, src)
+            destinations = iter(()) if destination_error else self._listing(self.destination, dst)
+            for rel, source, destination in _merge(sources, destinations, len(src.key), len(dst.key)):
+                target = ObjectRef(dst.bucket, dst.key + rel)
+                if source is None:
+                    if self.config.delete:
+                        yield DeleteItem(target, row.line, destination.size)
+                elif destination_error:
+                    yield _failed(source.ref, target, row.line, *destination_error, size=source.size)
+                else:
+                    copy, why = decide(source, destination)
+                    if copy:
+                        yield CopyItem(source.ref, target, row.line, source, check_destination=False)
+                    else:
+                        yield _skipped(source, target, row.line, why)
+        except S3Error as exc:
+            yield _failed(src, dst, row.line, exc.code, f"listing failed: {exc.message}")
+
+    def _listing(self, storage: Storage, prefix: ObjectRef) -> Iterator[ObjectInfo]:
+        token = None
+        while True:
+            objects, token = self.retrier.call(storage.list_page, prefix.bucket, prefix.key, token)
+            yield from objects
+            if not token:
+                return
+
+
+def _merge(sources: Iterator[ObjectInfo], destinations: Iterator[ObjectInfo], cut_source: int,
+           cut_destination: int) -> Iterator[tuple[str, ObjectInfo | None, ObjectInfo | None]]:
+    """Merge-join two listings on the key below their prefix: (rel, source, destination).
+
+    S3 lists keys in UTF-8 byte order; a listing out of that order would make the
+    join wrong (and --delete dangerous), so it stops the row instead.
+    """
+    def ordered(listing: Iterator[ObjectInfo], cut: int):
+        last = None
+        for info in listing:
+            rel = info.ref.key[cut:].encode("utf-8")
+            if last is not None and rel <= last:
+                raise S3Error("ListingOutOfOrder", "the listing is not in key order",
+                              info.ref.bucket, info.ref.key)
+            last = rel
+            yield rel, info
+
+    src, dst = ordered(sources, cut_source), ordered(destinations, cut_destination)
+    a, b = next(src, None), next(dst, None)
+    while a or b:
+        if b is None or (a is not None and a[0] < b[0]):
+            yield a[0].decode("utf-8"), a[1], None
+            a = next(src, None)
+        elif a is None or b[0] < a[0]:
+            yield b[0].decode("utf-8"), None, b[1]
+            b = next(dst, None)
+        else:
+            yield a[0].decode("utf-8"), a[1], b[1]
+            a, b = next(src, None), next(dst, None)
+
+
+def batches(items: Iterable[CopyItem | DeleteItem], config: TransferConfig) -> Iterator[list]:
+    """Group work into batches of at most batch_files files and batch_bytes bytes
+    (a larger object is a batch of its own); copies and deletes go in separate batches."""
+    open_batches: dict[type, tuple[list, int]] = {}
+    for item in items:
+        kind = type(item)
+        batch, size = open_batches.get(kind, ([], 0))
+        if batch and (len(batch) >= config.batch_files or size + item.size > config.batch_bytes):
+            yield batch
+            batch, size = [], 0
+        batch.append(item)
+        open_batches[kind] = (batch, size + item.size)
+    for batch, _ in open_batches.values():
+        if batch:
+            yield batch
+
+
+def _failed(source: ObjectRef, destination: ObjectRef, line: int, code: str, message: str,
+            size: int | None = None) -> FileResult:
+    now = time.time()
+    return FileResult(source.uri, destination.uri, FAILED, size=size, attempts=0, started=now,
+                      ended=now, error=f"{code}: {message}", line=line)
+
+
+def _skipped(source: ObjectInfo, destination: ObjectRef, line: int, why: str) -> FileResult:
+    now = time.time()
+    return FileResult(source.ref.uri, destination.uri, SKIPPED, size=source.size, attempts=0,
+                      started=now, ended=now, detail=why, etag=source.etag, line=line)

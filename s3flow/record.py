@@ -1,0 +1,69 @@
+"""One record per file: the currency between engine, flows and every report."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+
+COPIED = "copied"
+SKIPPED = "skipped"
+FAILED = "failed"
+DELETED = "deleted"
+STATUSES = (COPIED, SKIPPED, FAILED, DELETED)
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    bucket: str
+    key: str
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    def __str__(self) -> str:
+        return self.uri
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What happened to one file. Deletions have the deleted object as destination."""
+
+    source: str
+    destination: str
+    status: str
+    size: int | None = None
+    attempts: int = 0
+    started: float | None = None  # epoch seconds
+    ended: float | None = None
+    error: str = ""  # "<S3 code>: message" for failures
+    detail: str = ""  # why skipped, how copied
+    etag: str = ""  # the source's ETag the copy was pinned to
+    line: int | None = None  # the manifest line that asked for it
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started is None or self.ended is None:
+            return None
+        return round(self.ended - self.started, 3)
+
+    @property
+    def error_code(self) -> str:
+        return self.error.split(":", 1)[0] if self.error else ""
+
+    def row(self) -> dict:
+        """The file as one row of the per-file table (times in UTC ISO 8601)."""
+        return {
+            "source": self.source, "destination": self.destination, "size": self.size,
+            "status": self.status, "attempts": self.attempts, "start": _iso(self.started),
+            "end": _iso(self.ended), "seconds": self.seconds, "error": self.error,
+            "detail": self.detail, "line": self.line,
+        }
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _iso(stamp: float | None) -> str:
+    if stamp is None:
+        return ""
+    return datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="milliseconds")

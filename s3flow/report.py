@@ -1,0 +1,104 @@
+"""Views of the file results: the summary, its JSON, markdown and text forms."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from .record import COPIED, DELETED, FAILED, SKIPPED, FileResult
+
+TOP_FAILURES = 20
+
+
+@dataclass
+class Summary:
+    """Counts of a transfer, built up one file result at a time."""
+
+    files: int = 0
+    copied: int = 0
+    skipped: int = 0
+    failed: int = 0
+    deleted: int = 0
+    bytes_copied: int = 0
+    seconds: float = 0.0
+    failures: list[FileResult] = field(default_factory=list)
+    error_codes: Counter = field(default_factory=Counter)
+
+    def add(self, results: Iterable[FileResult]) -> None:
+        for result in results:
+            self.files += 1
+            if result.status == COPIED:
+                self.copied += 1
+                self.bytes_copied += result.size or 0
+            elif result.status == SKIPPED:
+                self.skipped += 1
+            elif result.status == DELETED:
+                self.deleted += 1
+            elif result.status == FAILED:
+                self.failed += 1
+                self.failures.append(result)
+                self.error_codes[result.error_code] += 1
+
+    @property
+    def rate(self) -> float:
+        """Bytes copied per second."""
+        return self.bytes_copied / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict:
+        """The machine-readable summary `s3flow transfer --json` prints."""
+        return {
+            "files": self.files, "copied": self.copied, "skipped": self.skipped,
+            "failed": self.failed, "deleted": self.deleted, "bytes_copied": self.bytes_copied,
+            "seconds": round(self.seconds, 3),
+            "failures": [{"source": f.source, "destination": f.destination, "error": f.error}
+                         for f in self.failures],
+        }
+
+    def headline(self) -> str:
+        return (f"{self.files} files: {self.copied} copied, {self.skipped} skipped, "
+                f"{self.failed} failed, {self.deleted} deleted; {human_bytes(self.bytes_copied)} "
+                f"in {self.seconds:.1f} s ({self.rate / 1e9:.3f} GB/s)")
+
+    def markdown(self, title: str, links: dict[str, str] | None = None) -> str:
+        rows = [("Files", self.files), ("Copied", self.copied), ("Skipped", self.skipped),
+                ("Failed", self.failed), ("Deleted", self.deleted),
+                ("Bytes copied", f"{self.bytes_copied:,} ({human_bytes(self.bytes_copied)})"),
+                ("Duration", f"{self.seconds:.1f} s"), ("Rate", f"{self.rate / 1e9:.3f} GB/s")]
+        lines = [f"# {title}", "", "| | |", "|---|---:|", *(f"| {k} | {v} |" for k, v in rows)]
+        if self.failures:
+            codes = ", ".join(f"{code} x{n}" for code, n in self.error_codes.most_common())
+            lines += ["", f"## Failures ({self.failed}: {codes})", "",
+                      "| Source | Destination | Error |", "|---|---|---|"]
+            lines += [f"| `{f.source}` | `{f.destination}` | {_cell(f.error)} |"
+                      for f in self.failures[:TOP_FAILURES]]
+            if self.failed > TOP_FAILURES:
+                lines.append(f"\n... and {self.failed - TOP_FAILURES} more: see the per-file table.")
+        for name, target in (links or {}).items():
+            lines.append(f"\n{name}: {target}")
+        return "\n".join(lines)
+
+
+def text(result: dict) -> str:
+    """A JSON summary (Summary.to_json) as a terminal prints it."""
+    seconds = result["seconds"]
+    rate = result["bytes_copied"] / seconds / 1e9 if seconds else 0.0
+    lines = [f"{name:<14}{result[name]:>12,}" for name in ("files", "copied", "skipped", "failed", "deleted")]
+    lines += [f"{'bytes copied':<14}{human_bytes(result['bytes_copied']):>12}",
+              f"{'duration':<14}{seconds:>10.1f} s", f"{'rate':<14}{rate:>7.3f} GB/s"]
+    failures = result["failures"]
+    lines += [f"FAILED {f['source']} -> {f['destination']}: {f['error']}" for f in failures[:TOP_FAILURES]]
+    if len(failures) > TOP_FAILURES:
+        lines.append(f"... and {len(failures) - TOP_FAILURES} more failures")
+    return "\n".join(lines)
+
+
+def human_bytes(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(count) < 1024 or unit == "TiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} TiB"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
