@@ -1,0 +1,1 @@
+"""Prefect blocks s3flow uses: prefect-aws credentials (and, later, notifications)."""

@@ -1,0 +1,1 @@
+"""Prefect flows: thin glue around the s3flow engine."""

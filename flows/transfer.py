@@ -1,0 +1,253 @@
+"""The transfer-manifest flow: copy what a manifest lists, batch by batch.
+
+The flow plans (streaming listings), hands batches of files to the copy-batch
+task (one task run per batch, never per object: a task run costs ~10 ms of
+Prefect bookkeeping), and keeps every file's result in artifacts.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import (
+    create_markdown_artifact, create_progress_artifact, create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.concurrency.sync import concurrency
+from prefect.exceptions import ObjectNotFound
+from prefect.runtime import flow_run
+from prefect.states import Failed
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
+from prefect.utilities.urls import url_for
+
+from blocks.credentials import endpoint_from_block
+from s3flow import manifest as manifests
+from s3flow.config import MiB, TransferConfig
+from s3flow.copy import Copier
+from s3flow.errors import InputError
+from s3flow.manifest import ManifestRow
+from s3flow.plan import Planner, batches
+from s3flow.record import FAILED, FileResult
+from s3flow.report import Summary
+from s3flow.storage import Storage
+
+CONCURRENCY_LIMIT = "s3flow-requests"  # global limit: S3 requests in flight, all runs
+CONCURRENCY_LIMIT_SLOTS = 256  # its size when we create it
+BATCHES_IN_FLIGHT = 8  # batch task runs at once; the Copier's slots bound the requests
+PROGRESS_EVERY = 1.0  # seconds between progress artifact updates
+
+_copiers: dict[str, Copier] = {}  # the running transfers of this process, by id
+
+
+@dataclass(frozen=True)
+class Prepared:
+    config: TransferConfig
+    rows: list[ManifestRow]
+    source: Storage
+    destination: Storage
+
+
+def prepare(manifest: str, *, header: bool | None = None, delete: bool = False,
+            multipart_threshold_mib: int = 256, part_size_mib: int = 64,
+            max_concurrency: int = 64, part_concurrency: int = 8, max_attempts: int = 5,
+            batch_files: int = 500, source_credentials: str | None = None,
+            destination_credentials: str | None = None) -> Prepared:
+    """Everything a transfer needs, checked before anything is copied; InputError if not."""
+    config = TransferConfig(
+        multipart_threshold=multipart_threshold_mib * MiB, part_size=part_size_mib * MiB,
+        max_concurrency=max_concurrency, part_concurrency=part_concurrency,
+        max_attempts=max_attempts, delete=delete, batch_files=batch_files,
+        source=endpoint_from_block(source_credentials),
+        destination=endpoint_from_block(destination_credentials),
+    )
+    source = Storage(config.source, config.max_concurrency)
+    destination = source if config.destination == config.source else Storage(
+        config.destination, config.max_concurrency)
+    text = manifests.read_text(manifest, lambda ref: _fetch_manifest(source, ref))
+    rows = manifests.parse(text, header=header, name=manifest)
+    if delete and (problems := manifests.check_delete(rows)):
+        raise InputError(problems, manifest)
+    return Prepared(config, rows, source, destination)
+
+
+def _fetch_manifest(storage: Storage, ref) -> bytes:
+    from s3flow.errors import S3Error
+
+    try:
+        return storage.get_bytes(ref)
+    except S3Error as exc:
+        raise InputError(f"cannot read the manifest {ref}: {exc.code}: {exc.message}") from None
+
+
+def artifact_base(manifest: str, transfer_name: str | None = None) -> str:
+    """Artifact keys of a transfer: the same manifest location, the same keys, so
+    every run of one transfer adds to one history in the UI."""
+    if transfer_name:
+        return _slug(transfer_name)
+    stem = PurePosixPath(manifest.rstrip("/")).stem or "manifest"
+    digest = hashlib.sha1(manifest.encode("utf-8")).hexdigest()[:8]
+    return f"transfer-{_slug(stem)[:40]}-{digest}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9]+", "-", text.lower())).strip("-") or "transfer"
+
+
+@task(name="copy-batch", task_run_name="copy-batch-{number}", cache_policy=NO_CACHE)
+def copy_batch(number: int, items: list, transfer_id: str) -> list[FileResult]:
+    """Copy one batch of files with the transfer's Copier; one result per file."""
+    return _copiers[transfer_id].run(items)
+
+
+def ensure_concurrency_limit(name: str, slots: int = CONCURRENCY_LIMIT_SLOTS) -> int:
+    """The global limit's size, creating it (with `slots`) if it does not exist yet."""
+    with get_client(sync_client=True) as client:
+        try:
+            return client.read_global_concurrency_limit_by_name(name).limit
+        except ObjectNotFound:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots))
+            return slots
+
+
+@dataclass
+class _Progress:
+    """Collects results as batches finish and keeps the progress artifact moving."""
+
+    base: str
+    summary: Summary = field(default_factory=Summary)
+    results: list[FileResult] = field(default_factory=list)
+    planned: int = 0
+    planning: bool = True
+    artifact_id: uuid.UUID | None = None
+    last_update: float = 0.0
+
+    def add(self, results: list[FileResult]) -> None:
+        self.results.extend(results)
+        self.summary.add(results)
+        if time.monotonic() - self.last_update >= PROGRESS_EVERY:
+            self.show()
+
+    def show(self) -> None:
+        total = max(self.planned, 1)
+        done = self.summary.files
+        note = " (still listing)" if self.planning else ""
+        text = f"{done:,} of {self.planned:,} files done{note}: {self.summary.failed:,} failed"
+        percent = min(100.0, 100.0 * done / total) if self.planned else 0.0
+        if self.artifact_id is None:
+            self.artifact_id = create_progress_artifact(percent, key=f"{self.base}-progress", description=text)
+        else:
+            update_progress_artifact(self.artifact_id, percent, description=text)
+        self.last_update = time.monotonic()
+
+
+@flow(name="transfer-manifest", task_runner=ThreadPoolTaskRunner(max_workers=BATCHES_IN_FLIGHT))
+def transfer_manifest(
+    manifest: str,
+    delete: bool = False,
+    header: bool | None = None,
+    multipart_threshold_mib: int = 256,
+    part_size_mib: int = 64,
+    max_concurrency: int = 64,
+    part_concurrency: int = 8,
+    max_attempts: int = 5,
+    batch_files: int = 500,
+    source_credentials: str | None = None,
+    destination_credentials: str | None = None,
+    transfer_name: str | None = None,
+    concurrency_limit: str = CONCURRENCY_LIMIT,
+):
+    """Copy every object a manifest lists (a local path or an s3:// URI).
+
+    Object rows copy one object; prefix rows sync a prefix (with `delete`, also
+    removing destination objects the source no longer has). Ends Completed when
+    every file was copied or skipped, Failed (with the summary) when any failed.
+    """
+    logger = get_run_logger()
+    started = time.time()
+    job = prepare(
+        manifest, header=header, delete=delete, multipart_threshold_mib=multipart_threshold_mib,
+        part_size_mib=part_size_mib, max_concurrency=max_concurrency,
+        part_concurrency=part_concurrency, max_attempts=max_attempts, batch_files=batch_files,
+        source_credentials=source_credentials, destination_credentials=destination_credentials)
+    base = artifact_base(manifest, transfer_name)
+    progress = _Progress(base)
+    progress.show()
+    slots = min(job.config.max_concurrency, ensure_concurrency_limit(concurrency_limit))
+    logger.info("transfer %s: %d manifest rows, holding %d slots of %r", base, len(job.rows),
+                slots, concurrency_limit)
+    with concurrency(concurrency_limit, occupy=slots), \
+            Copier(job.config, job.source, job.destination) as copier:
+        _run(job, copier, progress)
+    progress.planning = False
+    progress.summary.seconds = time.time() - started
+    progress.show()
+    return _finish(progress, manifest, logger)
+
+
+def _run(job: Prepared, copier: Copier, progress: _Progress) -> None:
+    """Plan and copy at once: batches are handed out while listings still stream,
+    with at most 2 x BATCHES_IN_FLIGHT batches waiting, so memory stays bounded."""
+    transfer_id = str(uuid.uuid4())
+    _copiers[transfer_id] = copier
+    pending: list = []
+
+    def harvest(block: bool) -> None:
+        while pending and (block or pending[0][0].wrapped_future.done()):
+            future, batch = pending.pop(0)
+            try:
+                progress.add(future.result())
+            except Exception as exc:  # a bug in a batch: its files are failed, never lost
+                progress.add([_unexpected(item, exc) for item in batch])
+
+    def work():
+        for planned in Planner(job.config, job.source, job.destination).plan(job.rows):
+            if isinstance(planned, FileResult):
+                progress.planned += 1
+                progress.add([planned])
+            else:
+                yield planned
+
+    try:
+        for number, batch in enumerate(batches(work(), job.config), 1):
+            progress.planned += len(batch)
+            pending.append((copy_batch.submit(number, quote(batch), transfer_id), batch))
+            harvest(block=len(pending) > 2 * BATCHES_IN_FLIGHT)
+        progress.planning = False
+        harvest(block=True)
+    finally:
+        _copiers.pop(transfer_id, None)
+
+
+def _unexpected(item, exc: Exception) -> FileResult:
+    source = getattr(item, "source_ref", None)
+    now = time.time()
+    return FileResult(source.uri if source else "", item.destination.uri, FAILED,
+                      started=now, ended=now, error=f"InternalError: {exc!r}", line=item.line)
+
+
+def _finish(progress: _Progress, manifest: str, logger):
+    summary, base = progress.summary, progress.base
+    run_url = url_for("flow-run", obj_id=flow_run.id)
+    create_table_artifact(
+        key=f"{base}-files", table=[result.row() for result in progress.results],
+        description=f"Every file of {manifest}: {summary.headline()}")
+    create_markdown_artifact(
+        key=f"{base}-summary", description=f"Summary of {manifest}",
+        markdown=summary.markdown(f"Transfer {manifest}", {
+            "Per-file table": f"artifact `{base}-files`", "Flow run": run_url or flow_run.id}))
+    logger.info(summary.headline())
+    result = summary.to_json()
+    if summary.failed:
+        codes = ", ".join(f"{code} x{n}" for code, n in summary.error_codes.most_common(5))
+        return Failed(message=f"{summary.failed} of {summary.files} files failed ({codes}): "
+                              f"{summary.headline()}", data=result)
+    return result

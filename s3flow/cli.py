@@ -1,0 +1,105 @@
+"""The `s3flow` command.
+
+Exit codes: 0 every file copied or skipped; 1 some file failed (or the run
+failed for another reason); 2 bad input (manifest, options, credentials), with
+nothing copied.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # usage errors are bad input too: exit 2
+        self.print_usage(sys.stderr)
+        print(f"s3flow: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_INPUT)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = _Parser(prog="s3flow", description="Server-side S3 transfers as Prefect flows.")
+    commands = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    transfer = commands.add_parser(
+        "transfer", help="copy what a manifest lists",
+        description="Run the transfer-manifest flow in this process against the configured "
+                    "Prefect API (PREFECT_API_URL; a temporary local one if unset).")
+    transfer.add_argument("manifest", help="local path or s3://bucket/key of a CSV of source,destination rows")
+    transfer.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+    transfer.add_argument("--delete", action="store_true",
+                          help="prefix rows: delete destination objects the source no longer has")
+    transfer.add_argument("--header", dest="header", action="store_true", default=None,
+                          help="the first row is a header (default: detected)")
+    transfer.add_argument("--no-header", dest="header", action="store_false",
+                          help="the first row is data")
+    transfer.add_argument("--multipart-threshold-mib", type=int, default=256, metavar="N",
+                          help="copy objects larger than this in parts (default 256)")
+    transfer.add_argument("--part-size-mib", type=int, default=64, metavar="N",
+                          help="part size of multipart copies (default 64; grown to fit 10,000 parts)")
+    transfer.add_argument("--concurrency", type=int, default=64, metavar="N", dest="max_concurrency",
+                          help="S3 requests in flight for this transfer (default 64)")
+    transfer.add_argument("--part-concurrency", type=int, default=8, metavar="N",
+                          help="parts of one object copied at once (default 8)")
+    transfer.add_argument("--max-attempts", type=int, default=5, metavar="N",
+                          help="tries per S3 request on transient errors (default 5)")
+    transfer.add_argument("--batch-files", type=int, default=500, metavar="N",
+                          help="files per Prefect task run (default 500)")
+    transfer.add_argument("--source-credentials", metavar="BLOCK",
+                          help="name of a prefect-aws AwsCredentials block for the source side")
+    transfer.add_argument("--destination-credentials", metavar="BLOCK",
+                          help="name of a prefect-aws AwsCredentials block for the destination side")
+    transfer.add_argument("--name", dest="transfer_name", metavar="NAME",
+                          help="name of the transfer (artifact keys); default: from the manifest")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return transfer(args)
+
+
+def transfer(args: argparse.Namespace) -> int:
+    from s3flow.errors import InputError
+
+    params = {name: value for name, value in vars(args).items() if name not in ("command", "json")}
+    try:
+        from flows.transfer import artifact_base, prepare, transfer_manifest
+
+        check = {k: v for k, v in params.items() if k != "transfer_name"}
+        prepare(**check)  # bad input stops here, before any flow run exists
+        state = transfer_manifest(**params, return_state=True)
+    except InputError as exc:
+        print(f"s3flow: {exc.describe()}", file=sys.stderr)
+        return EXIT_INPUT
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, InputError):
+        print(f"s3flow: {result.describe()}", file=sys.stderr)
+        return EXIT_INPUT
+    if not isinstance(result, dict):
+        print(f"s3flow: the transfer did not finish: {state.message or result}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(result))
+    else:
+        _print_summary(result, state, artifact_base(args.manifest, args.transfer_name))
+    return EXIT_FAILED if result["failed"] else EXIT_OK
+
+
+def _print_summary(result: dict, state, base: str) -> None:
+    from prefect.utilities.urls import url_for
+
+    from s3flow.report import text
+
+    print(text(result))
+    run_id = state.state_details.flow_run_id
+    link = url_for("flow-run", obj_id=run_id)
+    print(f"\nflow run   {run_id}" + (f"  {link}" if link else ""))
+    print(f"artifacts  {base}-files (per file), {base}-summary, {base}-progress")
+    print(f"           prefect artifact inspect {base}-summary")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

