@@ -72,6 +72,8 @@ def prepare(manifest: str, *, header: bool | None = None, delete: bool = False,
     source = Storage(config.source, config.max_concurrency)
     destination = source if config.destination == config.source else Storage(
         config.destination, config.max_concurrency)
+    source.check_credentials("source")
+    destination.check_credentials("destination")
     text = manifests.read_text(manifest, lambda ref: _fetch_manifest(source, ref))
     rows = manifests.parse(text, header=header, name=manifest)
     if delete and (problems := manifests.check_delete(rows)):

@@ -1,8 +1,10 @@
 """What to copy, skip and delete, decided before any copy is made.
 
-Prefix rows are planned by merging the sorted listings of source and
-destination (keys relative to their prefixes) into source-only, common and
-destination-only objects, page by page, so no side is held in memory whole.
+Prefix rows are planned by joining the listings of source and destination on
+the key below their prefixes into source-only, common and destination-only
+objects. Stores do not agree on listing order (S3 lists in UTF-8 byte order,
+SeaweedFS walks directories: "a/b" before "a b"), so the destination side is
+held as a compact index and the source side streams page by page.
 """
 from __future__ import annotations
 
@@ -114,23 +116,25 @@ class Planner:
     def _sync(self, row: ManifestRow, destination_error: tuple[str, str] | None) -> Iterator[Planned]:
         src, dst = row.source, row.destination
         try:
-            sources = self._listing(self.source, src)
-            destinations = iter(()) if destination_error else self._listing(self.destination, dst)
-            for rel, source, destination in _merge(sources, destinations, len(src.key), len(dst.key)):
+            existing = {} if destination_error else {
+                info.ref.key[len(dst.key):]: info for info in self._listing(self.destination, dst)}
+            for source in self._listing(self.source, src):
+                rel = source.ref.key[len(src.key):]
                 target = ObjectRef(dst.bucket, dst.key + rel)
-                if source is None:
-                    if self.config.delete:
-                        yield DeleteItem(target, row.line, destination.size)
-                elif destination_error:
+                if destination_error:
                     yield _failed(source.ref, target, row.line, *destination_error, size=source.size)
+                    continue
+                copy, why = decide(source, existing.pop(rel, None))
+                if copy:
+                    yield CopyItem(source.ref, target, row.line, source, check_destination=False)
                 else:
-                    copy, why = decide(source, destination)
-                    if copy:
-                        yield CopyItem(source.ref, target, row.line, source, check_destination=False)
-                    else:
-                        yield _skipped(source, target, row.line, why)
+                    yield _skipped(source, target, row.line, why)
         except S3Error as exc:
             yield _failed(src, dst, row.line, exc.code, f"listing failed: {exc.message}")
+            return
+        if self.config.delete:  # what is left had no source object
+            for rel, info in existing.items():
+                yield DeleteItem(info.ref, row.line, info.size)
 
     def _listing(self, storage: Storage, prefix: ObjectRef) -> Iterator[ObjectInfo]:
         token = None
@@ -139,37 +143,6 @@ class Planner:
             yield from objects
             if not token:
                 return
-
-
-def _merge(sources: Iterator[ObjectInfo], destinations: Iterator[ObjectInfo], cut_source: int,
-           cut_destination: int) -> Iterator[tuple[str, ObjectInfo | None, ObjectInfo | None]]:
-    """Merge-join two listings on the key below their prefix: (rel, source, destination).
-
-    S3 lists keys in UTF-8 byte order; a listing out of that order would make the
-    join wrong (and --delete dangerous), so it stops the row instead.
-    """
-    def ordered(listing: Iterator[ObjectInfo], cut: int):
-        last = None
-        for info in listing:
-            rel = info.ref.key[cut:].encode("utf-8")
-            if last is not None and rel <= last:
-                raise S3Error("ListingOutOfOrder", "the listing is not in key order",
-                              info.ref.bucket, info.ref.key)
-            last = rel
-            yield rel, info
-
-    src, dst = ordered(sources, cut_source), ordered(destinations, cut_destination)
-    a, b = next(src, None), next(dst, None)
-    while a or b:
-        if b is None or (a is not None and a[0] < b[0]):
-            yield a[0].decode("utf-8"), a[1], None
-            a = next(src, None)
-        elif a is None or b[0] < a[0]:
-            yield b[0].decode("utf-8"), None, b[1]
-            b = next(dst, None)
-        else:
-            yield a[0].decode("utf-8"), a[1], b[1]
-            a, b = next(src, None), next(dst, None)
 
 
 def batches(items: Iterable[CopyItem | DeleteItem], config: TransferConfig) -> Iterator[list]:

@@ -55,10 +55,18 @@ class Storage:
             aws_session_token=endpoint.session_token,
             region_name=endpoint.region, profile_name=endpoint.profile,
         )
+        self._session = session
         self._client = session.client("s3", endpoint_url=endpoint.endpoint_url, config=Config(
             max_pool_connections=max_connections, retries={"total_max_attempts": 1},
             connect_timeout=10, read_timeout=900, tcp_keepalive=True,
         ))
+
+    def check_credentials(self, side: str) -> None:
+        """Fail early, with no request made, when boto3 finds no credentials at all."""
+        if self._session.get_credentials() is None:
+            raise InputError(
+                f"no AWS credentials for the {side}: set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or name an AwsCredentials block")
 
     @property
     def endpoint_url(self) -> str:

@@ -1,0 +1,101 @@
+"""The copy engine against botocore's Stubber: exact requests, in order (one thread)."""
+from datetime import datetime, timezone
+
+import pytest
+from botocore.stub import Stubber
+
+from s3flow.config import Endpoint, MiB, TransferConfig
+from s3flow.copy import Copier
+from s3flow.plan import CopyItem
+from s3flow.record import COPIED, FAILED, ObjectRef
+from s3flow.retry import Retrier
+from s3flow.storage import ObjectInfo, Storage
+
+SRC, DST = ObjectRef("src-bucket", "data/sample.bam"), ObjectRef("dst-bucket", "copy/sample.bam")
+ETAG = "a" * 32 + "-3"
+SIZE = 12 * MiB
+
+
+@pytest.fixture()
+def stubbed():
+    storage = Storage(Endpoint(endpoint_url="http://127.0.0.1:9", region="us-east-1",
+                               access_key_id="k", secret_access_key="s"), 4)
+    config = TransferConfig(multipart_threshold=5 * MiB, part_size=5 * MiB, max_concurrency=1,
+                            part_concurrency=1, max_attempts=3)
+    with Stubber(storage._client) as stub:
+        copier = Copier(config, storage, storage, Retrier(config, sleep=lambda s: None))
+        yield stub, copier
+        copier.close()
+
+
+def expect_head_and_create(stub):
+    stub.add_response("head_object", {
+        "ContentLength": SIZE, "ETag": f'"{ETAG}"', "ContentType": "application/x-bam",
+        "Metadata": {"sample": "NA12878"}, "LastModified": datetime(2026, 1, 1, tzinfo=timezone.utc),
+    }, {"Bucket": SRC.bucket, "Key": SRC.key})
+    stub.add_response("get_object_tagging", {"TagSet": [{"Key": "run", "Value": "42"}]},
+                      {"Bucket": SRC.bucket, "Key": SRC.key})
+    stub.add_response("create_multipart_upload", {"UploadId": "up-1"}, {
+        "Bucket": DST.bucket, "Key": DST.key, "ContentType": "application/x-bam",
+        "Metadata": {"sample": "NA12878"}, "Tagging": "run=42"})
+
+
+def part(number, first, last):
+    return {"Bucket": DST.bucket, "Key": DST.key, "UploadId": "up-1", "PartNumber": number,
+            "CopySource": {"Bucket": SRC.bucket, "Key": SRC.key},
+            "CopySourceRange": f"bytes={first}-{last}", "CopySourceIfMatch": f'"{ETAG}"'}
+
+
+def item():
+    return CopyItem(SRC, DST, line=7, check_destination=False)
+
+
+def test_multipart_copy_pins_every_part_and_carries_properties(stubbed):
+    stub, copier = stubbed
+    expect_head_and_create(stub)
+    ranges = [(1, 0, 5 * MiB - 1), (2, 5 * MiB, 10 * MiB - 1), (3, 10 * MiB, SIZE - 1)]
+    stub.add_client_error("upload_part_copy", "SlowDown", http_status_code=503,
+                          expected_params=part(*ranges[0]))
+    for number, first, last in ranges:
+        stub.add_response("upload_part_copy", {"CopyPartResult": {"ETag": f'"p{number}"'}},
+                          part(number, first, last))
+    stub.add_response("complete_multipart_upload", {"ETag": '"done-3"'}, {
+        "Bucket": DST.bucket, "Key": DST.key, "UploadId": "up-1",
+        "MultipartUpload": {"Parts": [{"ETag": f'"p{n}"', "PartNumber": n} for n in (1, 2, 3)]}})
+    result = copier.copy(item())
+    assert (result.status, result.detail, result.size, result.line) == (COPIED, "multipart, 3 parts", SIZE, 7)
+    assert result.attempts == 8  # head, tagging, create, 3 parts + 1 retry, complete
+    stub.assert_no_pending_responses()
+
+
+def test_failed_part_aborts_the_upload_and_fails_the_file(stubbed):
+    stub, copier = stubbed
+    expect_head_and_create(stub)
+    stub.add_response("upload_part_copy", {"CopyPartResult": {"ETag": '"p1"'}}, part(1, 0, 5 * MiB - 1))
+    stub.add_client_error("upload_part_copy", "PreconditionFailed", http_status_code=412,
+                          expected_params=part(2, 5 * MiB, 10 * MiB - 1))
+    stub.add_response("abort_multipart_upload", {}, {
+        "Bucket": DST.bucket, "Key": DST.key, "UploadId": "up-1"})
+    result = copier.copy(item())
+    assert result.status == FAILED
+    assert result.error_code == "PreconditionFailed"
+    stub.assert_no_pending_responses()
+
+
+def test_single_copy_is_pinned_to_the_listed_etag(stubbed):
+    stub, copier = stubbed
+    listed = ObjectInfo(SRC, 100, "b" * 32, 0.0)
+    stub.add_client_error("copy_object", "AccessDenied", http_status_code=403, expected_params={
+        "Bucket": DST.bucket, "Key": DST.key, "CopySource": {"Bucket": SRC.bucket, "Key": SRC.key},
+        "CopySourceIfMatch": f'"{"b" * 32}"'})
+    result = copier.copy(CopyItem(SRC, DST, 1, listed, check_destination=False))
+    assert (result.status, result.error_code, result.attempts) == (FAILED, "AccessDenied", 1)
+    stub.assert_no_pending_responses()
+
+
+def test_part_size_grows_to_fit_ten_thousand_parts():
+    config = TransferConfig(part_size=8 * MiB)
+    assert config.part_size_for(10 * MiB) == 8 * MiB
+    size = 200 * 1024 * MiB  # 200 GiB
+    assert size / config.part_size_for(size) <= 10_000
+    assert config.is_multipart(6 * 1024 * MiB)  # over 5 GiB: never a single CopyObject
