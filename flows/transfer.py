@@ -172,6 +172,21 @@ def transfer_manifest(
     Object rows copy one object; prefix rows sync a prefix (with `delete`, also
     removing destination objects the source no longer has). Ends Completed when
     every file was copied or skipped, Failed (with the summary) when any failed.
+
+    Args:
+        manifest: Local path (on the worker) or s3://bucket/key of a CSV of source,destination rows.
+        delete: Prefix rows: delete destination objects the source no longer has.
+        header: Whether the first row is a header; empty to detect it.
+        multipart_threshold_mib: Objects larger than this are copied in parts.
+        part_size_mib: Part size of multipart copies (grown to fit S3's 10,000 parts).
+        max_concurrency: S3 requests in flight for this transfer, files and parts together.
+        part_concurrency: Parts of one object copied at once.
+        max_attempts: Tries per S3 request on transient errors (SlowDown, 500, resets...).
+        batch_files: Files per copy-batch task run.
+        source_credentials: AwsCredentials block for the source side; empty for the environment's.
+        destination_credentials: AwsCredentials block for the destination side.
+        transfer_name: Names the artifact keys; default: derived from the manifest location.
+        concurrency_limit: Global concurrency limit all transfers share (created if missing).
     """
     logger = get_run_logger()
     started = time.time()
