@@ -33,7 +33,7 @@ from blocks.credentials import endpoint_from_block
 from s3flow import manifest as manifests
 from s3flow.config import MiB, TransferConfig
 from s3flow.copy import Copier
-from s3flow.errors import InputError
+from s3flow.errors import InputError, S3Error
 from s3flow.manifest import ManifestRow
 from s3flow.plan import Planner, batches
 from s3flow.record import FAILED, FileResult
@@ -82,8 +82,6 @@ def prepare(manifest: str, *, header: bool | None = None, delete: bool = False,
 
 
 def _fetch_manifest(storage: Storage, ref) -> bytes:
-    from s3flow.errors import S3Error
-
     try:
         return storage.get_bytes(ref)
     except S3Error as exc:

@@ -39,6 +39,8 @@ def _bin(name: str) -> str:
 
 
 def _wait(ready, proc: subprocess.Popen, what: str, log: Path, timeout: float) -> None:
+    """Poll `ready` until it returns True; any exception from it means "not yet".
+    On failure the process is stopped, so a failed start never leaves a server behind."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -46,10 +48,10 @@ def _wait(ready, proc: subprocess.Popen, what: str, log: Path, timeout: float) -
         try:
             if ready():
                 return
-        except OSError:
+        except Exception:  # connection refused, reset, 5xx while starting: try again
             pass
         time.sleep(0.3)
-    proc.kill()
+    _stop(proc)
     raise RuntimeError(f"{what} was not ready after {timeout:.0f} s; log:\n{log.read_text()[-3000:]}")
 
 
