@@ -22,7 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import concurrency
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.runtime import flow_run
 from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -114,8 +114,12 @@ def ensure_concurrency_limit(name: str, slots: int = CONCURRENCY_LIMIT_SLOTS) ->
         try:
             return client.read_global_concurrency_limit_by_name(name).limit
         except ObjectNotFound:
+            pass
+        try:
             client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots))
             return slots
+        except ObjectAlreadyExists:  # another transfer created it just now
+            return client.read_global_concurrency_limit_by_name(name).limit
 
 
 @dataclass

@@ -41,8 +41,11 @@ def seaweed():
 
 @pytest.fixture(scope="session")
 def prefect_server():
+    from prefect.logging.handlers import APILogWorker
+
     server = PrefectServer(_HOME / "server-home").start()
     yield server
+    APILogWorker.drain_all(timeout=10)  # send this process's queued logs while the server still listens
     server.stop()
 
 
