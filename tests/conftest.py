@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,15 @@ os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 from s3flow.local import LOOPBACK, PrefectServer, SeaweedS3, free_port  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Servers are stopped by now: remove their data; keep their logs if a test failed."""
+    if exitstatus == 0:
+        shutil.rmtree(_HOME, ignore_errors=True)
+        return
+    shutil.rmtree(_HOME / "seaweed" / "store", ignore_errors=True)
+    print(f"\nserver logs of this test session: {_HOME}")
 _names = itertools.count()
 
 
