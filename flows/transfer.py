@@ -35,9 +35,10 @@ from s3flow.config import MiB, TransferConfig
 from s3flow.copy import Copier
 from s3flow.errors import InputError, S3Error
 from s3flow.manifest import ManifestRow
-from s3flow.plan import Planner, batches
+from s3flow.plan import Planner, batches, check_buckets
 from s3flow.record import FAILED, FileResult
 from s3flow.report import Summary
+from s3flow.retry import Retrier
 from s3flow.storage import Storage
 
 CONCURRENCY_LIMIT = "s3flow-requests"  # global limit: S3 requests in flight, all runs
@@ -54,6 +55,7 @@ class Prepared:
     rows: list[ManifestRow]
     source: Storage
     destination: Storage
+    missing_buckets: dict[str, tuple[str, str]]
 
 
 def prepare(manifest: str, *, header: bool | None = None, delete: bool = False,
@@ -78,7 +80,8 @@ def prepare(manifest: str, *, header: bool | None = None, delete: bool = False,
     rows = manifests.parse(text, header=header, name=manifest)
     if delete and (problems := manifests.check_delete(rows)):
         raise InputError(problems, manifest)
-    return Prepared(config, rows, source, destination)
+    missing = check_buckets(rows, source, destination, Retrier(config))
+    return Prepared(config, rows, source, destination, missing)
 
 
 def _fetch_manifest(storage: Storage, ref) -> bytes:
@@ -219,8 +222,9 @@ def _run(job: Prepared, copier: Copier, progress: _Progress) -> None:
     _copiers[transfer_id] = copier
     pending: list = []
 
-    def harvest(block: bool) -> None:
-        while pending and (block or pending[0][0].wrapped_future.done()):
+    def harvest(keep: int) -> None:
+        """Collect finished batches, oldest first; wait while more than `keep` are pending."""
+        while pending and (len(pending) > keep or pending[0][0].wrapped_future.done()):
             future, batch = pending.pop(0)
             try:
                 progress.add(future.result())
@@ -228,7 +232,8 @@ def _run(job: Prepared, copier: Copier, progress: _Progress) -> None:
                 progress.add([_unexpected(item, exc) for item in batch])
 
     def work():
-        for planned in Planner(job.config, job.source, job.destination).plan(job.rows):
+        planner = Planner(job.config, job.source, job.destination)
+        for planned in planner.plan(job.rows, job.missing_buckets):
             if isinstance(planned, FileResult):
                 progress.planned += 1
                 progress.add([planned])
@@ -239,9 +244,9 @@ def _run(job: Prepared, copier: Copier, progress: _Progress) -> None:
         for number, batch in enumerate(batches(work(), job.config), 1):
             progress.planned += len(batch)
             pending.append((copy_batch.submit(number, quote(batch), transfer_id), batch))
-            harvest(block=len(pending) > 2 * BATCHES_IN_FLIGHT)
+            harvest(keep=2 * BATCHES_IN_FLIGHT)
         progress.planning = False
-        harvest(block=True)
+        harvest(keep=0)
     finally:
         _copiers.pop(transfer_id, None)
 

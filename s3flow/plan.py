@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from .config import TransferConfig
-from .errors import S3Error
+from .errors import InputError, S3Error
 from .manifest import ManifestRow
 from .record import FAILED, SKIPPED, FileResult, ObjectRef
 from .retry import Retrier
@@ -87,9 +87,12 @@ class Planner:
         self.destination = destination
         self.retrier = retrier or Retrier(config)
 
-    def plan(self, rows: Iterable[ManifestRow]) -> Iterator[Planned]:
+    def plan(self, rows: Iterable[ManifestRow], missing: dict[str, tuple[str, str]] | None = None
+             ) -> Iterator[Planned]:
+        """Everything the rows ask for; `missing` is check_buckets' answer, if already known."""
         rows = list(rows)
-        missing = self._bucket_errors(rows)
+        if missing is None:
+            missing = check_buckets(rows, self.source, self.destination, self.retrier)
         for row in rows:
             error = missing.get(row.source.bucket) or missing.get(row.destination.bucket)
             if not row.is_prefix:
@@ -101,17 +104,6 @@ class Planner:
                 yield _failed(row.source, row.destination, row.line, *missing[row.source.bucket])
             else:
                 yield from self._sync(row, missing.get(row.destination.bucket))
-
-    def _bucket_errors(self, rows: list[ManifestRow]) -> dict[str, tuple[str, str]]:
-        """Buckets that do not exist, found once up front (some stores answer a copy
-        into a missing bucket with a retryable 500 instead of NoSuchBucket)."""
-        errors = {}
-        for side, storage in (("source", self.source), ("destination", self.destination)):
-            for bucket in sorted({getattr(row, side).bucket for row in rows}):
-                code = self.retrier.call(storage.bucket_error, bucket)
-                if code == "NoSuchBucket":
-                    errors[bucket] = (code, f"the {side} bucket {bucket!r} does not exist")
-        return errors
 
     def _sync(self, row: ManifestRow, destination_error: tuple[str, str] | None) -> Iterator[Planned]:
         src, dst = row.source, row.destination
@@ -143,6 +135,27 @@ class Planner:
             yield from objects
             if not token:
                 return
+
+
+def check_buckets(rows: list[ManifestRow], source: Storage, destination: Storage,
+                  retrier: Retrier) -> dict[str, tuple[str, str]]:
+    """The buckets that do not exist, with (code, message), found once up front: some
+    stores answer a copy into a missing bucket with a retryable 500 instead of NoSuchBucket.
+    An endpoint that cannot be reached at all is bad input, reported before any copy."""
+    missing = {}
+    for side, storage in (("source", source), ("destination", destination)):
+        for bucket in sorted({getattr(row, side).bucket for row in rows}):
+            try:
+                code = retrier.call(storage.bucket_error, bucket)
+            except S3Error as exc:
+                if exc.code in ("ConnectionError", "Timeout"):
+                    raise InputError(f"cannot reach the {side} S3 endpoint {storage.endpoint_url} "
+                                     f"({exc.code}): check AWS_ENDPOINT_URL or the credentials "
+                                     "block's endpoint") from None
+                raise
+            if code == "NoSuchBucket":
+                missing[bucket] = (code, f"the {side} bucket {bucket!r} does not exist")
+    return missing
 
 
 def batches(items: Iterable[CopyItem | DeleteItem], config: TransferConfig) -> Iterator[list]:

@@ -78,6 +78,8 @@ class Storage:
             with _translated(bucket, ""):
                 self._client.head_bucket(Bucket=bucket)
         except S3Error as exc:
+            if exc.transient:
+                raise
             return "NoSuchBucket" if exc.code == "NoSuchKey" else exc.code
         return None
 

@@ -240,3 +240,14 @@ def test_real_process_prints_one_json_object_and_exit_codes(seaweed, prefect_ser
 
     done = run_cli(["transfer", good], {**env, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})
     assert done.returncode == 2 and "credentials" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_unreachable_endpoint_is_bad_input(buckets, cli, write_manifest, monkeypatch):
+    from s3flow.local import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", dead)
+    manifest = write_manifest("s3://some-src/k,s3://some-dst/k\n")
+    code, _, err = cli("transfer", manifest, "--max-attempts", "2")
+    assert code == 2
+    assert f"cannot reach the source S3 endpoint {dead}" in err and "Traceback" not in err
