@@ -37,7 +37,7 @@ from s3flow.errors import InputError, S3Error
 from s3flow.manifest import ManifestRow
 from s3flow.plan import Planner, batches, check_buckets
 from s3flow.record import FAILED, FileResult
-from s3flow.report import Summary
+from s3flow.report import TOP_FAILURES, Summary
 from s3flow.retry import Retrier
 from s3flow.storage import Storage
 
@@ -105,9 +105,13 @@ def _slug(text: str) -> str:
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9]+", "-", text.lower())).strip("-") or "transfer"
 
 
-@task(name="copy-batch", task_run_name="copy-batch-{number}", cache_policy=NO_CACHE)
+@task(name="copy-batch", task_run_name="copy-batch-{number}", cache_policy=NO_CACHE,
+      retries=2, retry_delay_seconds=5)
 def copy_batch(number: int, items: list, transfer_id: str) -> list[FileResult]:
-    """Copy one batch of files with the transfer's Copier; one result per file."""
+    """Copy one batch of files with the transfer's Copier; one result per file.
+
+    S3 errors never raise here (each file's retries and failure are in its result);
+    the task's own retries are for the unexpected, and re-copying is idempotent."""
     return _copiers[transfer_id].run(items)
 
 
@@ -269,6 +273,11 @@ def _finish(progress: _Progress, manifest: str, logger):
         markdown=summary.markdown(f"Transfer {manifest}", {
             "Per-file table": f"artifact `{base}-files`", "Flow run": run_url or flow_run.id}))
     logger.info(summary.headline())
+    for failure in summary.failures[:TOP_FAILURES]:
+        logger.warning("FAILED %s -> %s: %s", failure.source, failure.destination, failure.error)
+    if summary.failed > TOP_FAILURES:
+        logger.warning("... and %d more failed files: see artifact %s-files",
+                       summary.failed - TOP_FAILURES, base)
     result = summary.to_json()
     if summary.failed:
         codes = ", ".join(f"{code} x{n}" for code, n in summary.error_codes.most_common(5))

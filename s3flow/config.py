@@ -45,21 +45,22 @@ class TransferConfig:
     destination: Endpoint = Endpoint()
 
     def __post_init__(self) -> None:
-        checks = {
-            "multipart_threshold": self.multipart_threshold >= MIN_PART_SIZE,
-            "part_size": MIN_PART_SIZE <= self.part_size <= MAX_PART_SIZE,
-            "max_concurrency": self.max_concurrency >= 1,
-            "part_concurrency": self.part_concurrency >= 1,
-            "max_attempts": self.max_attempts >= 1,
-            "batch_files": self.batch_files >= 1,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            from .errors import InputError
+        from .errors import InputError, Problem
 
-            raise InputError(
-                f"invalid option {bad[0]}={getattr(self, bad[0])!r} (parts are 5 MiB to 5 GiB, "
-                "counts at least 1)")
+        checks = [
+            (self.multipart_threshold >= MIN_PART_SIZE, "multipart threshold",
+             f"must be at least 5 MiB, got {self.multipart_threshold / MiB:g} MiB"),
+            (MIN_PART_SIZE <= self.part_size <= MAX_PART_SIZE, "part size",
+             f"must be 5 MiB to 5 GiB (S3's part limits), got {self.part_size / MiB:g} MiB"),
+            (self.max_concurrency >= 1, "concurrency", f"must be at least 1, got {self.max_concurrency}"),
+            (self.part_concurrency >= 1, "part concurrency",
+             f"must be at least 1, got {self.part_concurrency}"),
+            (self.max_attempts >= 1, "max attempts", f"must be at least 1, got {self.max_attempts}"),
+            (self.batch_files >= 1, "batch files", f"must be at least 1, got {self.batch_files}"),
+        ]
+        problems = [Problem(message, field=name) for ok, name, message in checks if not ok]
+        if problems:
+            raise InputError(problems, "options")
 
     def part_size_for(self, size: int) -> int:
         """The part size for an object: ours, grown so the parts fit in S3's 10,000."""

@@ -129,7 +129,7 @@ class Copier:
                 window.release()
                 break
             future = self._parts.submit(one, number, first, last)
-            future.add_done_callback(lambda f: f.exception() and failed.set())
+            future.add_done_callback(lambda f: f.cancelled() or f.exception() and failed.set())
             futures.append(future)
         wait(futures)  # after a failure the parts not yet started return at once
         for future in futures:  # the first real error, not a part skipped because of it

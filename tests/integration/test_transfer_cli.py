@@ -236,7 +236,8 @@ def test_real_process_prints_one_json_object_and_exit_codes(seaweed, prefect_ser
     assert "FAILED" in done.stdout and "NoSuchKey" in done.stdout and "flow run" in done.stdout
 
     done = run_cli(["transfer", good, "--part-size-mib", "1"], env)
-    assert done.returncode == 2 and "part_size" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "options: part size: must be 5 MiB to 5 GiB (S3's part limits), got 1 MiB" in done.stderr
 
     done = run_cli(["transfer", good], {**env, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})
     assert done.returncode == 2 and "credentials" in done.stderr and "Traceback" not in done.stderr
