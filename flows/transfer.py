@@ -10,7 +10,7 @@ import hashlib
 import re
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 
 from prefect import flow, get_run_logger, task
@@ -207,11 +207,18 @@ def transfer_manifest(
     base = artifact_base(manifest, transfer_name)
     progress = _Progress(base)
     progress.show()
-    slots = min(job.config.max_concurrency, ensure_concurrency_limit(concurrency_limit))
+    limit = ensure_concurrency_limit(concurrency_limit)
+    if limit < 1:
+        raise InputError(f"the global concurrency limit {concurrency_limit!r} has no slots: raise it "
+                         f"with `prefect global-concurrency-limit update {concurrency_limit} --limit N`")
+    slots = min(job.config.max_concurrency, limit)
     logger.info("transfer %s: %d manifest rows, holding %d slots of %r", base, len(job.rows),
                 slots, concurrency_limit)
+    # Never more requests in flight than slots held: a limit smaller than
+    # max_concurrency shrinks this transfer's pool to fit.
+    config = replace(job.config, max_concurrency=slots)
     with concurrency(concurrency_limit, occupy=slots), \
-            Copier(job.config, job.source, job.destination) as copier:
+            Copier(config, job.source, job.destination) as copier:
         _run(job, copier, progress)
     progress.planning = False
     progress.summary.seconds = time.time() - started

@@ -114,3 +114,11 @@ def test_read_text_from_s3_uses_fetch():
     assert parse(text)[0].source.uri == "s3://src-a/k"
     with pytest.raises(InputError, match="is a prefix"):
         read_text("s3://man-bucket/lists/", fetch=None)
+
+
+def test_spreadsheet_exports_with_bom_and_crlf(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufeffsource,destination\r\ns3://src-a/ü k,s3://dst-b/\r\n".encode("utf-8"))
+    rows = parse(read_text(str(path), fetch=None))
+    assert [(r.line, r.source.uri, r.destination.uri) for r in rows] == [
+        (2, "s3://src-a/ü k", "s3://dst-b/ü k")]
