@@ -45,8 +45,10 @@ _names = itertools.count()
 @pytest.fixture(scope="session")
 def seaweed():
     server = SeaweedS3(_HOME / "seaweed").start()
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -54,9 +56,11 @@ def prefect_server():
     from prefect.logging.handlers import APILogWorker
 
     server = PrefectServer(_HOME / "server-home").start()
-    yield server
-    APILogWorker.drain_all(timeout=10)  # send this process's queued logs while the server still listens
-    server.stop()
+    try:
+        yield server
+        APILogWorker.drain_all(timeout=10)  # send queued logs while the server still listens
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
