@@ -144,12 +144,17 @@ def _read_table(lines: list[str], sep: str, name: str) -> pd.DataFrame:
 
 
 def _row(line: int, values: list[str], problems: list[Problem]) -> ManifestRow | None:
-    used = [value for value in values if value]
-    if len(used) != 2 or not values[0] or not values[1]:
-        count = len(values) - next((i for i, v in enumerate(reversed(values)) if v), len(values))
+    count = len(values) - next((i for i, v in enumerate(reversed(values)) if v), len(values))
+    if count not in (2, 3) or not values[0] or not values[1]:
         problems.append(Problem(
-            f"wrong column count: expected 2 (source, destination), found {count}", line,
-            "columns"))
+            f"wrong column count: expected 2 or 3 (source, destination[, version_id]), found "
+            f"{count}", line, "columns"))
+        return None
+    version = values[2] if count == 3 else None
+    if version and version.lower().startswith(SCHEME):
+        problems.append(Problem(f"{version!r} is an S3 URI, not a version id: two columns are "
+                                "source and destination, a third is the source's version_id",
+                                line, "version_id"))
         return None
     refs = {}
     for field, text in zip(("source", "destination"), values):
@@ -160,6 +165,12 @@ def _row(line: int, values: list[str], problems: list[Problem]) -> ManifestRow |
     if len(refs) < 2:
         return None
     src, dst = refs["source"], refs["destination"]
+    if version and is_prefix_key(src.key):
+        problems.append(Problem("a version_id names one object's version; this row is a prefix",
+                                line, "version_id"))
+        return None
+    if version:
+        src = ObjectRef(src.bucket, src.key, version)
     if is_prefix_key(src.key):
         if not is_prefix_key(dst.key):
             problems.append(Problem(
@@ -177,7 +188,7 @@ def _row(line: int, values: list[str], problems: list[Problem]) -> ManifestRow |
     else:
         if is_prefix_key(dst.key):
             dst = ObjectRef(dst.bucket, dst.key + src.key.rsplit("/", 1)[-1])
-        if src == dst:
+        if (src.bucket, src.key) == (dst.bucket, dst.key) and not version:
             problems.append(Problem("the destination equals the source", line, "destination"))
             return None
     return ManifestRow(line, src, dst)

@@ -15,10 +15,12 @@ STATUSES = (COPIED, SKIPPED, FAILED, DELETED)
 class ObjectRef:
     bucket: str
     key: str
+    version_id: str | None = None  # a source version; None is the current one
 
     @property
     def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
+        base = f"s3://{self.bucket}/{self.key}"
+        return f"{base}?versionId={self.version_id}" if self.version_id else base
 
     def __str__(self) -> str:
         return self.uri

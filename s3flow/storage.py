@@ -35,6 +35,10 @@ _NETWORK_ERRORS = (BotoConnectionError, HTTPClientError)
 DELETE_BATCH = 1000  # DeleteObjects takes at most this many keys
 
 
+# Storage classes whose objects must be restored (RestoreObject) before a copy.
+ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     ref: ObjectRef
@@ -42,6 +46,13 @@ class ObjectInfo:
     etag: str  # without quotes
     last_modified: float  # epoch seconds
     properties: dict = field(default_factory=dict, compare=False, repr=False)
+    storage_class: str = "STANDARD"
+    restored: bool = False  # an archived object with a finished restore (HEAD only)
+    encryption: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def needs_restore(self) -> bool:
+        return self.storage_class in ARCHIVE_CLASSES and not self.restored
 
 
 class Storage:
@@ -87,14 +98,19 @@ class Storage:
         """The object's size, ETag and properties; None if it does not exist."""
         try:
             with _translated(ref.bucket, ref.key):
-                answer = self._client.head_object(Bucket=ref.bucket, Key=ref.key)
+                answer = self._client.head_object(Bucket=ref.bucket, Key=ref.key, **_version(ref))
         except S3Error as exc:
             if exc.code == "NoSuchKey":
                 return None
             raise
         properties = {name: answer[name] for name in COPIED_PROPERTIES if name in answer}
+        encryption = {name: answer[name] for name in ("ServerSideEncryption", "SSEKMSKeyId")
+                      if name in answer}
         return ObjectInfo(ref, answer["ContentLength"], _etag(answer["ETag"]),
-                          answer["LastModified"].timestamp(), properties)
+                          answer["LastModified"].timestamp(), properties,
+                          storage_class=answer.get("StorageClass") or "STANDARD",
+                          restored='ongoing-request="false"' in answer.get("Restore", ""),
+                          encryption=encryption)
 
     def list_page(self, bucket: str, prefix: str, token: str | None) -> tuple[list[ObjectInfo], str | None]:
         """One page of objects under a prefix, in key order, and the next page's token."""
@@ -105,7 +121,8 @@ class Storage:
             answer = self._client.list_objects_v2(**args)
         objects = [
             ObjectInfo(ObjectRef(bucket, item["Key"]), item["Size"], _etag(item.get("ETag", "")),
-                       item["LastModified"].timestamp())
+                       item["LastModified"].timestamp(),
+                       storage_class=item.get("StorageClass") or "STANDARD")
             for item in answer.get("Contents", ())
         ]
         return objects, answer.get("NextContinuationToken") if answer.get("IsTruncated") else None
@@ -120,7 +137,7 @@ class Storage:
 
     def tags(self, ref: ObjectRef) -> list[dict]:
         with _translated(ref.bucket, ref.key):
-            return self._client.get_object_tagging(Bucket=ref.bucket, Key=ref.key)["TagSet"]
+            return self._client.get_object_tagging(Bucket=ref.bucket, Key=ref.key, **_version(ref))["TagSet"]
 
     def copy_object(self, source: ObjectInfo, destination: ObjectRef) -> str:
         """Server-side copy of a whole object (<= 5 GiB), pinned to the source's ETag.
@@ -130,8 +147,7 @@ class Storage:
         with _translated(destination.bucket, destination.key):
             answer = self._client.copy_object(
                 Bucket=destination.bucket, Key=destination.key,
-                CopySource={"Bucket": source.ref.bucket, "Key": source.ref.key},
-                CopySourceIfMatch=f'"{source.etag}"',
+                CopySource=_copy_source(source.ref), CopySourceIfMatch=f'"{source.etag}"',
             )
         return _etag(answer["CopyObjectResult"]["ETag"])
 
@@ -151,8 +167,7 @@ class Storage:
             answer = self._client.upload_part_copy(
                 Bucket=destination.bucket, Key=destination.key, UploadId=upload_id,
                 PartNumber=number, CopySourceRange=f"bytes={first}-{last}",
-                CopySource={"Bucket": source.ref.bucket, "Key": source.ref.key},
-                CopySourceIfMatch=f'"{source.etag}"',
+                CopySource=_copy_source(source.ref), CopySourceIfMatch=f'"{source.etag}"',
             )
         return answer["CopyPartResult"]["ETag"]
 
@@ -179,6 +194,14 @@ class Storage:
 
 def _etag(value: str) -> str:
     return value.strip('"')
+
+
+def _version(ref: ObjectRef) -> dict:
+    return {"VersionId": ref.version_id} if ref.version_id else {}
+
+
+def _copy_source(ref: ObjectRef) -> dict:
+    return {"Bucket": ref.bucket, "Key": ref.key, **_version(ref)}
 
 
 class _translated:

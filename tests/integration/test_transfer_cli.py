@@ -153,7 +153,8 @@ BAD = [
     ("", "empty"),
     ("source,destination\n", "no rows"),
     ("s3://{src}/k\n", "line 1, columns"),
-    ("s3://{src}/k,s3://{dst}/k,s3://{dst}/x\n", "line 1, columns"),
+    ("s3://{src}/k,s3://{dst}/k,v1,s3://{dst}/x\n", "line 1, columns"),
+    ("s3://{src}/k,s3://{dst}/k,s3://{dst}/x\n", "line 1, version_id"),
     ("s3://{src}/k,s3://{dst}/k\nnot-a-uri,s3://{dst}/y\n", "line 2, source"),
     ("s3://{src}/k,s3:///k\n", "line 1, destination: 's3:///k' has an empty bucket name"),
     ("s3://{src}/p/,s3://{dst}/object\n", "line 1, destination"),
@@ -252,3 +253,24 @@ def test_unreachable_endpoint_is_bad_input(buckets, cli, write_manifest, monkeyp
     code, _, err = cli("transfer", manifest, "--max-attempts", "2")
     assert code == 2
     assert f"cannot reach the source S3 endpoint {dead}" in err and "Traceback" not in err
+
+
+def test_version_id_column_copies_that_version(moto, prefect_api, tmp_path, monkeypatch, capsys):
+    url, c = moto
+    for name, value in {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing",
+                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    c.create_bucket(Bucket="versioned-src")
+    c.create_bucket(Bucket="versioned-dst")
+    c.put_bucket_versioning(Bucket="versioned-src", VersioningConfiguration={"Status": "Enabled"})
+    old = c.put_object(Bucket="versioned-src", Key="sample.vcf", Body=b"version one")["VersionId"]
+    c.put_object(Bucket="versioned-src", Key="sample.vcf", Body=b"version two, longer")
+    manifest = tmp_path / "versions.csv"
+    manifest.write_text(f"s3://versioned-src/sample.vcf,s3://versioned-dst/v1.vcf,{old}\n"
+                        "s3://versioned-src/sample.vcf,s3://versioned-dst/latest.vcf\n"
+                        "s3://versioned-src/sample.vcf,s3://versioned-dst/bad.vcf,NoSuchVersion1\n")
+    assert main(["transfer", str(manifest), "--json"]) == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["copied"] == 2 and summary["bytes_copied"] == len(b"version one") + len(b"version two, longer")
+    assert [f["source"] for f in summary["failures"]] == ["s3://versioned-src/sample.vcf?versionId=NoSuchVersion1"]
+    assert listing(c, "versioned-dst") == {"v1.vcf": b"version one", "latest.vcf": b"version two, longer"}

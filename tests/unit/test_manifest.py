@@ -44,6 +44,15 @@ def test_destination_prefix_takes_the_source_name():
         "s3://dst-b/into/file name.txt"
 
 
+def test_third_column_is_the_source_version():
+    rows = parse("source,destination,version_id\ns3://src-a/k,s3://dst-b/k,3HL4kqtJlcpX\n"
+                 "s3://src-a/k,s3://src-a/k,OLDVERSION\ns3://src-a/j,s3://dst-b/j,\n")
+    assert [(r.source.version_id, r.source.uri) for r in rows] == [
+        ("3HL4kqtJlcpX", "s3://src-a/k?versionId=3HL4kqtJlcpX"),
+        ("OLDVERSION", "s3://src-a/k?versionId=OLDVERSION"),  # restores an old version in place
+        (None, "s3://src-a/j")]
+
+
 def test_bucket_root_is_a_prefix_row():
     assert pairs("s3://src-a,s3://dst-b/copy/\n")[0][1:] == ("s3://src-a/", "s3://dst-b/copy/", True)
 
@@ -58,7 +67,7 @@ def test_quoted_fields_keep_delimiters_in_keys():
     ("\n\n  \n", None, None, "empty"),
     ("source,destination\n", None, None, "no rows"),
     ("s3://src-a/k\n", 1, "columns", "found 1"),
-    ("s3://src-a/k,s3://dst-b/k,s3://dst-c/k\n", 1, "columns", "found 3"),
+    ("s3://src-a/k,s3://dst-b/k,v1,extra\n", 1, "columns", "found 4"),
     ("s3://src-a/k,s3://dst-b/k\n1,2,3,4,5,6,7,8,9,10\n", 2, "columns", "found 10"),
     ("s3://src-a/k,https://dst-b/k\n", 1, "destination", "not an s3:// URI"),
     ("s3://src-a/k,s3:///k\n", 1, "destination", "empty bucket name"),
@@ -74,6 +83,8 @@ def test_quoted_fields_keep_delimiters_in_keys():
      "inside the destination prefix"),
     ("s3://src-a/p/,s3://dst-b/q/\ns3://src-a/x,s3://dst-b/q/x\n", 2, "destination",
      "inside the destination prefix"),
+    ("s3://src-a/k,s3://dst-b/k,s3://dst-c/k\n", 1, "version_id", "not a version id"),
+    ("s3://src-a/p/,s3://dst-b/p/,3HL4kqtJlcpXroDTDmJ\n", 1, "version_id", "this row is a prefix"),
     ("s3://src-a/" + "k" * 1025 + ",s3://dst-b/k\n", 1, "source", "longer than 1024 bytes"),
 ])
 def test_each_bad_manifest_names_line_and_field(text, line, field, words):
