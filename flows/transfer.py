@@ -30,6 +30,7 @@ from prefect.utilities.annotations import quote
 from prefect.utilities.urls import url_for
 
 from blocks.credentials import endpoint_from_block
+from s3flow import estimate
 from s3flow import manifest as manifests
 from s3flow.config import MiB, TransferConfig
 from s3flow.copy import Copier
@@ -58,7 +59,7 @@ class Prepared:
     missing_buckets: dict[str, tuple[str, str]]
 
 
-def prepare(manifest: str, *, header: bool | None = None, delete: bool = False,
+def prepare(manifest: str, *, header: bool | None = None, delete: bool = False, dry_run: bool = False,
             multipart_threshold_mib: int = 256, part_size_mib: int = 64,
             max_concurrency: int = 64, part_concurrency: int = 8, max_attempts: int = 5,
             batch_files: int = 500, source_credentials: str | None = None,
@@ -67,7 +68,7 @@ def prepare(manifest: str, *, header: bool | None = None, delete: bool = False,
     config = TransferConfig(
         multipart_threshold=multipart_threshold_mib * MiB, part_size=part_size_mib * MiB,
         max_concurrency=max_concurrency, part_concurrency=part_concurrency,
-        max_attempts=max_attempts, delete=delete, batch_files=batch_files,
+        max_attempts=max_attempts, delete=delete, dry_run=dry_run, batch_files=batch_files,
         source=endpoint_from_block(source_credentials),
         destination=endpoint_from_block(destination_credentials),
     )
@@ -175,6 +176,8 @@ def transfer_manifest(
     destination_credentials: str | None = None,
     transfer_name: str | None = None,
     concurrency_limit: str = CONCURRENCY_LIMIT,
+    dry_run: bool = False,
+    prices: dict[str, float] | None = None,
 ):
     """Copy every object a manifest lists (a local path or an s3:// URI).
 
@@ -196,14 +199,18 @@ def transfer_manifest(
         destination_credentials: AwsCredentials block for the destination side.
         transfer_name: Names the artifact keys; default: derived from the manifest location.
         concurrency_limit: Global concurrency limit all transfers share (created if missing).
+        dry_run: Only plan: list and HEAD, copy and delete nothing, record the plan and its cost.
+        prices: Request prices for the plan's cost (keys of s3flow.estimate.DEFAULT_PRICES).
     """
     logger = get_run_logger()
     started = time.time()
     job = prepare(
-        manifest, header=header, delete=delete, multipart_threshold_mib=multipart_threshold_mib,
+        manifest, header=header, delete=delete, dry_run=dry_run,
+        multipart_threshold_mib=multipart_threshold_mib,
         part_size_mib=part_size_mib, max_concurrency=max_concurrency,
         part_concurrency=part_concurrency, max_attempts=max_attempts, batch_files=batch_files,
         source_credentials=source_credentials, destination_credentials=destination_credentials)
+    price_table = estimate.prices_from(prices) if dry_run else None
     base = artifact_base(manifest, transfer_name)
     progress = _Progress(base)
     progress.show()
@@ -219,14 +226,29 @@ def transfer_manifest(
     config = replace(job.config, max_concurrency=slots)
     with concurrency(concurrency_limit, occupy=slots), \
             Copier(config, job.source, job.destination) as copier:
-        _run(job, copier, progress)
+        listed_pages = _run(job, copier, progress)
     progress.planning = False
     progress.summary.seconds = time.time() - started
     progress.show()
+    if dry_run:
+        return _finish_plan(job, progress, manifest, listed_pages, price_table)
     return _finish(progress, manifest, logger)
 
 
-def _run(job: Prepared, copier: Copier, progress: _Progress) -> None:
+def _finish_plan(job: Prepared, progress: _Progress, manifest: str, listed_pages: int,
+                 prices: dict[str, float]) -> dict:
+    plan = estimate.Estimate(job.config, prices, frozenset(r.line for r in job.rows if not r.is_prefix))
+    plan.add(progress.results)
+    plan.finish(listed_pages)
+    result = plan.to_json()
+    create_markdown_artifact(key=f"{progress.base}-plan", description=f"Dry run of {manifest}",
+                             markdown=estimate.markdown(result, f"Plan: {manifest}"))
+    create_table_artifact(key=f"{progress.base}-plan-files", table=[r.row() for r in progress.results],
+                          description=f"What a transfer of {manifest} would do, file by file")
+    return result
+
+
+def _run(job: Prepared, copier: Copier, progress: _Progress) -> int:
     """Plan and copy at once: batches are handed out while listings still stream,
     with at most 2 x BATCHES_IN_FLIGHT batches waiting, so memory stays bounded."""
     transfer_id = str(uuid.uuid4())
@@ -242,8 +264,9 @@ def _run(job: Prepared, copier: Copier, progress: _Progress) -> None:
             except Exception as exc:  # a bug in a batch: its files are failed, never lost
                 progress.add([_unexpected(item, exc) for item in batch])
 
+    planner = Planner(job.config, job.source, job.destination)
+
     def work():
-        planner = Planner(job.config, job.source, job.destination)
         for planned in planner.plan(job.rows, job.missing_buckets):
             if isinstance(planned, FileResult):
                 progress.planned += 1
@@ -260,6 +283,7 @@ def _run(job: Prepared, copier: Copier, progress: _Progress) -> None:
         harvest(keep=0)
     finally:
         _copiers.pop(transfer_id, None)
+    return planner.listed_pages
 
 
 def _unexpected(item, exc: Exception) -> FileResult:

@@ -28,33 +28,46 @@ def parser() -> argparse.ArgumentParser:
         "transfer", help="copy what a manifest lists",
         description="Run the transfer-manifest flow in this process against the configured "
                     "Prefect API (PREFECT_API_URL; a temporary local one if unset).")
-    transfer.add_argument("manifest", help="local path or s3://bucket/key of a CSV of source,destination rows")
-    transfer.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
-    transfer.add_argument("--delete", action="store_true",
-                          help="prefix rows: delete destination objects the source no longer has")
-    transfer.add_argument("--header", dest="header", action="store_true", default=None,
-                          help="the first row is a header (default: detected)")
-    transfer.add_argument("--no-header", dest="header", action="store_false",
-                          help="the first row is data")
-    transfer.add_argument("--multipart-threshold-mib", type=int, default=256, metavar="N",
-                          help="copy objects larger than this in parts (default 256)")
-    transfer.add_argument("--part-size-mib", type=int, default=64, metavar="N",
-                          help="part size of multipart copies (default 64; grown to fit 10,000 parts)")
-    transfer.add_argument("--concurrency", type=int, default=64, metavar="N", dest="max_concurrency",
-                          help="S3 requests in flight for this transfer (default 64)")
-    transfer.add_argument("--part-concurrency", type=int, default=8, metavar="N",
-                          help="parts of one object copied at once (default 8)")
-    transfer.add_argument("--max-attempts", type=int, default=5, metavar="N",
-                          help="tries per S3 request on transient errors (default 5)")
-    transfer.add_argument("--batch-files", type=int, default=500, metavar="N",
-                          help="files per Prefect task run (default 500)")
-    transfer.add_argument("--source-credentials", metavar="BLOCK",
-                          help="name of a prefect-aws AwsCredentials block for the source side")
-    transfer.add_argument("--destination-credentials", metavar="BLOCK",
-                          help="name of a prefect-aws AwsCredentials block for the destination side")
+    _manifest_options(transfer)
+    transfer.add_argument("--dry-run", action="store_true",
+                          help="only plan (as `s3flow plan`), recorded as the run's plan artifact")
     transfer.add_argument("--name", dest="transfer_name", metavar="NAME",
                           help="name of the transfer (artifact keys); default: from the manifest")
+    plan = commands.add_parser(
+        "plan", help="what a transfer would copy, skip and delete, and its request cost",
+        description="List and HEAD only; nothing is copied or deleted, no Prefect run is made.")
+    _manifest_options(plan)
     return top
+
+
+def _manifest_options(command: argparse.ArgumentParser) -> None:
+    """The options of every command that reads a manifest (flow parameters of the same names)."""
+    add = command.add_argument
+    add("manifest", help="local path or s3://bucket/key of a CSV of source,destination[,version_id] rows")
+    add("--json", action="store_true", help="print one JSON object on stdout")
+    add("--delete", action="store_true",
+        help="prefix rows: delete destination objects the source no longer has")
+    add("--header", dest="header", action="store_true", default=None,
+        help="the first row is a header (default: detected)")
+    add("--no-header", dest="header", action="store_false", help="the first row is data")
+    add("--multipart-threshold-mib", type=int, default=256, metavar="N",
+        help="copy objects larger than this in parts (default 256)")
+    add("--part-size-mib", type=int, default=64, metavar="N",
+        help="part size of multipart copies (default 64; grown to fit 10,000 parts)")
+    add("--concurrency", type=int, default=64, metavar="N", dest="max_concurrency",
+        help="S3 requests in flight for this transfer (default 64)")
+    add("--part-concurrency", type=int, default=8, metavar="N",
+        help="parts of one object copied at once (default 8)")
+    add("--max-attempts", type=int, default=5, metavar="N",
+        help="tries per S3 request on transient errors (default 5)")
+    add("--batch-files", type=int, default=500, metavar="N",
+        help="files per Prefect task run (default 500)")
+    add("--source-credentials", metavar="BLOCK",
+        help="name of a prefect-aws AwsCredentials block for the source side")
+    add("--destination-credentials", metavar="BLOCK",
+        help="name of a prefect-aws AwsCredentials block for the destination side")
+    add("--prices", metavar="FILE.json",
+        help="request prices for the plan's cost estimate (default: S3 Standard, us-east-1)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,29 +75,51 @@ def main(argv: list[str] | None = None) -> int:
     # Without PREFECT_API_URL Prefect starts a temporary server for this run; it is
     # ours, so it reports nothing to Prefect's telemetry unless the user asked it to.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    return transfer(args)
-
-
-def transfer(args: argparse.Namespace) -> int:
     from s3flow.errors import InputError
 
-    params = {name: value for name, value in vars(args).items() if name not in ("command", "json")}
     try:
-        from flows.transfer import artifact_base, prepare, transfer_manifest
-
-        check = {k: v for k, v in params.items() if k != "transfer_name"}
-        prepare(**check)  # bad input stops here, before any flow run exists
-        state = transfer_manifest(**params, return_state=True)
+        return plan(args) if args.command == "plan" else transfer(args)
     except InputError as exc:
         print(f"s3flow: {exc.describe()}", file=sys.stderr)
         return EXIT_INPUT
+
+
+def _engine_options(args: argparse.Namespace) -> dict:
+    skip = ("command", "json", "prices", "transfer_name", "dry_run")
+    return {name: value for name, value in vars(args).items() if name not in skip}
+
+
+def plan(args: argparse.Namespace) -> int:
+    from flows.transfer import prepare
+    from s3flow import estimate
+
+    prices = estimate.load_prices(args.prices)
+    job = prepare(**_engine_options(args))
+    result = estimate.dry_run(job.config, job.source, job.destination, job.rows,
+                              job.missing_buckets, prices).to_json()
+    print(json.dumps(result) if args.json else estimate.text(result))
+    return EXIT_FAILED if result["failed"]["objects"] else EXIT_OK
+
+
+def transfer(args: argparse.Namespace) -> int:
+    from flows.transfer import artifact_base, prepare, transfer_manifest
+    from s3flow import estimate
+    from s3flow.errors import InputError
+
+    prices = estimate.load_prices(args.prices) if args.dry_run else None
+    prepare(**_engine_options(args))  # bad input stops here, before any flow run exists
+    params = {**_engine_options(args), "transfer_name": args.transfer_name,
+              "dry_run": args.dry_run, "prices": prices}
+    state = transfer_manifest(**params, return_state=True)
     result = state.result(raise_on_failure=False)
     if isinstance(result, InputError):
-        print(f"s3flow: {result.describe()}", file=sys.stderr)
-        return EXIT_INPUT
+        raise result
     if not isinstance(result, dict):
         print(f"s3flow: the transfer did not finish: {state.message or result}", file=sys.stderr)
         return EXIT_FAILED
+    if args.dry_run:
+        print(json.dumps(result) if args.json else estimate.text(result))
+        return EXIT_FAILED if result["failed"]["objects"] else EXIT_OK
     if args.json:
         print(json.dumps(result))
     else:

@@ -39,6 +39,7 @@ class TransferConfig:
     backoff_base: float = 0.2  # seconds; full jitter, doubling per try
     backoff_cap: float = 20.0
     delete: bool = False  # sync rows: remove destination objects the source lacks
+    dry_run: bool = False  # decide and report everything, change nothing
     batch_files: int = 500  # files per Prefect task run
     batch_bytes: int = 16 * GiB  # and at most this many bytes (a larger object is alone)
     source: Endpoint = Endpoint()
@@ -71,3 +72,9 @@ class TransferConfig:
 
     def is_multipart(self, size: int) -> bool:
         return size > self.multipart_threshold or size > MAX_SINGLE_COPY
+
+    def parts(self, size: int) -> int:
+        """How many parts a copy of this size takes (1: a single CopyObject)."""
+        if not self.is_multipart(size):
+            return 1
+        return -(-size // self.part_size_for(size))

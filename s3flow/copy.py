@@ -16,9 +16,11 @@ from typing import Callable, Iterable
 from .config import TransferConfig
 from .errors import S3Error
 from .plan import CopyItem, DeleteItem, decide
-from .record import COPIED, DELETED, FAILED, SKIPPED, FileResult, ObjectRef
+from .record import (
+    COPIED, DELETED, FAILED, SKIPPED, WOULD_COPY, WOULD_DELETE, FileResult, ObjectRef,
+)
 from .retry import Attempts, Retrier
-from .storage import DELETE_BATCH, ObjectInfo, Storage
+from .storage import ARCHIVE_CLASSES, DELETE_BATCH, ObjectInfo, Storage
 
 log = logging.getLogger("s3flow.copy")
 
@@ -71,15 +73,17 @@ class Copier:
                 etag=source.etag if source else "", line=item.line)
 
         try:
-            if source is None:
-                source = self._request(attempts, self.source.head, item.source_ref)
-                if source is None:
-                    return result(FAILED, f"NoSuchKey: the source object {item.source_ref} does not exist")
+            source = self._current_source(item, attempts)
+            if source.needs_restore:
+                return result(FAILED, f"InvalidObjectState: the source is in {source.storage_class}: "
+                                      "restore it (RestoreObject) before copying")
             if item.check_destination:
-                existing = self._request(attempts, self.destination.head, item.destination)
-                copy, why = decide(source, existing)
+                copy, why = decide(source, self._request(attempts, self.destination.head, item.destination))
                 if not copy:
                     return result(SKIPPED, detail=why)
+            if self.config.dry_run:
+                parts = self.config.parts(source.size)
+                return result(WOULD_COPY, detail=f"multipart, {parts} parts" if parts > 1 else "CopyObject")
             if self.config.is_multipart(source.size):
                 detail = self._copy_multipart(source, item.destination, attempts)
             else:
@@ -88,6 +92,16 @@ class Copier:
         except S3Error as exc:
             return result(FAILED, f"{exc.code}: {exc.message or exc.describe()}")
         return result(COPIED, detail=detail)
+
+    def _current_source(self, item: CopyItem, attempts: Attempts) -> ObjectInfo:
+        """The source's facts: from the listing, or a HEAD where the listing cannot tell
+        (object rows, and archived objects, whose restore state only HEAD reports)."""
+        if item.source is not None and item.source.storage_class not in ARCHIVE_CLASSES:
+            return item.source
+        source = self._request(attempts, self.source.head, item.source_ref)
+        if source is None:
+            raise S3Error("NoSuchKey", f"the source object {item.source_ref} does not exist")
+        return source
 
     def _copy_multipart(self, source: ObjectInfo, destination: ObjectRef, attempts: Attempts) -> str:
         if not source.properties:  # a listing found it: fetch what CreateMultipartUpload must carry
@@ -154,6 +168,10 @@ class Copier:
 
     def _delete_chunk(self, bucket: str, chunk: list[DeleteItem]) -> list[FileResult]:
         attempts, started = Attempts(), time.time()
+        if self.config.dry_run:
+            return [FileResult("", item.destination.uri, WOULD_DELETE, size=item.size, started=started,
+                               ended=started, detail="not in the source", line=item.line)
+                    for item in chunk]
         try:
             errors = self._request(attempts, self.destination.delete_objects, bucket,
                                    [item.destination.key for item in chunk])

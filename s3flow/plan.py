@@ -86,6 +86,7 @@ class Planner:
         self.source = source
         self.destination = destination
         self.retrier = retrier or Retrier(config)
+        self.listed_pages = 0  # ListObjectsV2 requests made, for the plan's request count
 
     def plan(self, rows: Iterable[ManifestRow], missing: dict[str, tuple[str, str]] | None = None
              ) -> Iterator[Planned]:
@@ -132,6 +133,7 @@ class Planner:
         token = None
         while True:
             objects, token = self.retrier.call(storage.list_page, prefix.bucket, prefix.key, token)
+            self.listed_pages += 1
             yield from objects
             if not token:
                 return

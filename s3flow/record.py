@@ -8,7 +8,9 @@ COPIED = "copied"
 SKIPPED = "skipped"
 FAILED = "failed"
 DELETED = "deleted"
-STATUSES = (COPIED, SKIPPED, FAILED, DELETED)
+WOULD_COPY = "would-copy"  # dry run: what a transfer would do
+WOULD_DELETE = "would-delete"
+STATUSES = (COPIED, SKIPPED, FAILED, DELETED, WOULD_COPY, WOULD_DELETE)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,102 @@
+"""`s3flow plan` and `transfer --dry-run`: everything decided, nothing changed."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from flows.transfer import artifact_base
+from s3flow.cli import main
+from tests.conftest import listing
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture()
+def run(prefect_api, s3_env, capsys):
+    def call(*args: str):
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, (json.loads(out) if "--json" in args else out), err
+
+    return call
+
+
+@pytest.fixture()
+def scene(seaweed, buckets, write_manifest):
+    src, dst = buckets("src", "dst")
+    c = seaweed.client()
+    for i in range(5):
+        c.put_object(Bucket=src, Key=f"run/r{i}.fq", Body=os.urandom(1000))
+    c.put_object(Bucket=src, Key="run/big.bam", Body=os.urandom(12 * MiB))  # 3 parts of 5 MiB
+    c.put_object(Bucket=dst, Key="run/r0.fq", Body=c.get_object(Bucket=src, Key="run/r0.fq")["Body"].read())
+    c.put_object(Bucket=dst, Key="run/stale.fq", Body=b"old")
+    c.put_object(Bucket=src, Key="one/report.pdf", Body=b"pdf")
+    manifest = write_manifest(f"s3://{src}/run/,s3://{dst}/run/\n"
+                              f"s3://{src}/one/report.pdf,s3://{dst}/reports/\n"
+                              f"s3://{src}/one/missing.pdf,s3://{dst}/reports/\n")
+    return src, dst, manifest
+
+
+def test_plan_reports_everything_and_changes_nothing(seaweed, scene, run):
+    src, dst, manifest = scene
+    before = listing(seaweed.client(), dst)
+
+    code, plan, err = run("plan", manifest, "--json", "--delete", "--multipart-threshold-mib", "5",
+                          "--part-size-mib", "5")
+
+    assert code == 1, err  # one source is missing: the plan says the transfer would fail
+    assert (plan["copy"]["objects"], plan["copy"]["bytes"]) == (6, 4 * 1000 + 12 * MiB + 3)
+    assert (plan["skip"]["objects"], plan["delete"]["objects"]) == (1, 1)
+    assert plan["delete"]["examples"] == [f"s3://{dst}/run/stale.fq"]
+    assert plan["failed"]["errors"] == {"NoSuchKey": 1}
+    assert plan["requests"] == {"list": 2, "head": 4, "get_tagging": 1, "copy_object": 5, "multipart": 2,
+                                "upload_part_copy": 3, "delete": 1, "total": 18}
+    assert plan["busiest_prefixes"]["source"][0] == {"prefix": f"s3://{src}/run/", "requests": 7}
+    assert plan["cost_usd"]["total"] > 0
+    assert listing(seaweed.client(), dst) == before
+    assert not seaweed.client().list_multipart_uploads(Bucket=dst).get("Uploads")
+
+    code, text, _ = run("plan", manifest)
+    assert "copy" in text and "estimated cost $" in text and "would fail: NoSuchKey x1" in text
+
+
+def test_transfer_dry_run_records_the_plan_as_an_artifact(seaweed, scene, run):
+    from tests.integration.test_transfer_flow import artifacts
+
+    src, dst, manifest = scene
+    before = listing(seaweed.client(), dst)
+    code, plan, _ = run("transfer", manifest, "--dry-run", "--json", "--delete")
+    assert code == 1 and plan["copy"]["objects"] == 6 and plan["delete"]["objects"] == 1
+    assert listing(seaweed.client(), dst) == before
+    base = artifact_base(manifest)
+    markdown = artifacts(f"{base}-plan")[0].data
+    assert "| copy | 6 |" in markdown and "Estimated cost" in markdown
+    assert not artifacts(f"{base}-files")  # a dry run adds nothing to the transfer's history
+
+
+def test_archived_objects_are_reported_not_copied(moto, prefect_api, tmp_path, monkeypatch, capsys):
+    url, c = moto
+    for name, value in {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing",
+                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    c.create_bucket(Bucket="cold-src")
+    c.create_bucket(Bucket="cold-dst")
+    c.put_object(Bucket="cold-src", Key="old/run1.bam", Body=b"a" * 10, StorageClass="DEEP_ARCHIVE")
+    c.put_object(Bucket="cold-src", Key="old/run2.bam", Body=b"b" * 20, StorageClass="GLACIER")
+    c.put_object(Bucket="cold-src", Key="old/notes.txt", Body=b"warm")
+    c.restore_object(Bucket="cold-src", Key="old/run2.bam", RestoreRequest={"Days": 1})
+    manifest = tmp_path / "cold.csv"
+    manifest.write_text("s3://cold-src/old/,s3://cold-dst/old/\n")
+
+    assert main(["plan", str(manifest), "--json"]) == 1
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["needs_restore"]["examples"] == ["s3://cold-src/old/run1.bam"]
+    assert plan["copy"]["objects"] == 2  # notes.txt, and run2.bam whose restore finished
+
+    assert main(["transfer", str(manifest), "--json"]) == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["copied"] == 2
+    assert summary["failures"][0]["error"].startswith("InvalidObjectState: the source is in DEEP_ARCHIVE")
+    assert set(listing(c, "cold-dst")) == {"old/notes.txt", "old/run2.bam"}
