@@ -31,6 +31,7 @@ from prefect.utilities.urls import url_for
 
 from blocks.credentials import endpoint_from_block
 from s3flow import estimate
+from s3flow import filters as filter_rules
 from s3flow import manifest as manifests
 from s3flow.config import MiB, TransferConfig
 from s3flow.copy import Copier
@@ -60,6 +61,7 @@ class Prepared:
 
 
 def prepare(manifest: str, *, header: bool | None = None, delete: bool = False, dry_run: bool = False,
+            filters: list[str] | None = None,
             multipart_threshold_mib: int = 256, part_size_mib: int = 64,
             max_concurrency: int = 64, part_concurrency: int = 8, max_attempts: int = 5,
             batch_files: int = 500, source_credentials: str | None = None,
@@ -69,6 +71,7 @@ def prepare(manifest: str, *, header: bool | None = None, delete: bool = False, 
         multipart_threshold=multipart_threshold_mib * MiB, part_size=part_size_mib * MiB,
         max_concurrency=max_concurrency, part_concurrency=part_concurrency,
         max_attempts=max_attempts, delete=delete, dry_run=dry_run, batch_files=batch_files,
+        filters=filter_rules.parse(filters),
         source=endpoint_from_block(source_credentials),
         destination=endpoint_from_block(destination_credentials),
     )
@@ -178,6 +181,7 @@ def transfer_manifest(
     concurrency_limit: str = CONCURRENCY_LIMIT,
     dry_run: bool = False,
     prices: dict[str, float] | None = None,
+    filters: list[str] | None = None,
 ):
     """Copy every object a manifest lists (a local path or an s3:// URI).
 
@@ -201,11 +205,13 @@ def transfer_manifest(
         concurrency_limit: Global concurrency limit all transfers share (created if missing).
         dry_run: Only plan: list and HEAD, copy and delete nothing, record the plan and its cost.
         prices: Request prices for the plan's cost (keys of s3flow.estimate.DEFAULT_PRICES).
+        filters: Prefix rows, in order: "include:GLOB" / "exclude:GLOB" on the key below the
+            prefix; the last match wins (see s3flow/filters.py).
     """
     logger = get_run_logger()
     started = time.time()
     job = prepare(
-        manifest, header=header, delete=delete, dry_run=dry_run,
+        manifest, header=header, delete=delete, dry_run=dry_run, filters=filters,
         multipart_threshold_mib=multipart_threshold_mib,
         part_size_mib=part_size_mib, max_concurrency=max_concurrency,
         part_concurrency=part_concurrency, max_attempts=max_attempts, batch_files=batch_files,
@@ -226,20 +232,21 @@ def transfer_manifest(
     config = replace(job.config, max_concurrency=slots)
     with concurrency(concurrency_limit, occupy=slots), \
             Copier(config, job.source, job.destination) as copier:
-        listed_pages = _run(job, copier, progress)
+        listed_pages, excluded = _run(job, copier, progress)
     progress.planning = False
     progress.summary.seconds = time.time() - started
     progress.show()
     if dry_run:
-        return _finish_plan(job, progress, manifest, listed_pages, price_table)
+        return _finish_plan(job, progress, manifest, (listed_pages, excluded), price_table)
     return _finish(progress, manifest, logger)
 
 
-def _finish_plan(job: Prepared, progress: _Progress, manifest: str, listed_pages: int,
+def _finish_plan(job: Prepared, progress: _Progress, manifest: str, listing: tuple[int, int],
                  prices: dict[str, float]) -> dict:
+    """listing: (ListObjectsV2 pages, source objects filters excluded)."""
     plan = estimate.Estimate(job.config, prices, frozenset(r.line for r in job.rows if not r.is_prefix))
     plan.add(progress.results)
-    plan.finish(listed_pages)
+    plan.finish(*listing)
     result = plan.to_json()
     create_markdown_artifact(key=f"{progress.base}-plan", description=f"Dry run of {manifest}",
                              markdown=estimate.markdown(result, f"Plan: {manifest}"))
@@ -248,7 +255,7 @@ def _finish_plan(job: Prepared, progress: _Progress, manifest: str, listed_pages
     return result
 
 
-def _run(job: Prepared, copier: Copier, progress: _Progress) -> int:
+def _run(job: Prepared, copier: Copier, progress: _Progress) -> tuple[int, int]:
     """Plan and copy at once: batches are handed out while listings still stream,
     with at most 2 x BATCHES_IN_FLIGHT batches waiting, so memory stays bounded."""
     transfer_id = str(uuid.uuid4())
@@ -283,7 +290,9 @@ def _run(job: Prepared, copier: Copier, progress: _Progress) -> int:
         harvest(keep=0)
     finally:
         _copiers.pop(transfer_id, None)
-    return planner.listed_pages
+    if planner.excluded:
+        get_run_logger().info("filters left out %d source objects", planner.excluded)
+    return planner.listed_pages, planner.excluded
 
 
 def _unexpected(item, exc: Exception) -> FileResult:

@@ -66,6 +66,10 @@ def _manifest_options(command: argparse.ArgumentParser) -> None:
         help="name of a prefect-aws AwsCredentials block for the source side")
     add("--destination-credentials", metavar="BLOCK",
         help="name of a prefect-aws AwsCredentials block for the destination side")
+    add("--include", metavar="GLOB", dest="filters", action="append", type=lambda p: f"include:{p}",
+        help="prefix rows: include keys (below the prefix) matching GLOB; repeatable")
+    add("--exclude", metavar="GLOB", dest="filters", action="append", type=lambda p: f"exclude:{p}",
+        help="prefix rows: exclude keys matching GLOB; filters apply in order, the last match wins")
     add("--prices", metavar="FILE.json",
         help="request prices for the plan's cost estimate (default: S3 Standard, us-east-1)")
 

@@ -40,6 +40,7 @@ class TransferConfig:
     backoff_cap: float = 20.0
     delete: bool = False  # sync rows: remove destination objects the source lacks
     dry_run: bool = False  # decide and report everything, change nothing
+    filters: tuple[tuple[str, str], ...] = ()  # prefix rows: (include|exclude, glob), in order
     batch_files: int = 500  # files per Prefect task run
     batch_bytes: int = 16 * GiB  # and at most this many bytes (a larger object is alone)
     source: Endpoint = Endpoint()

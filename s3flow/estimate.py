@@ -84,6 +84,7 @@ class Estimate:
     requests: Counter = field(default_factory=Counter)
     source_prefixes: Counter = field(default_factory=Counter)
     destination_prefixes: Counter = field(default_factory=Counter)
+    excluded: int = 0  # source objects --include/--exclude left out
 
     def add(self, results: list[FileResult]) -> None:
         for result in results:
@@ -118,8 +119,9 @@ class Estimate:
         self.source_prefixes[_parent(result.source)] += parts
         self.destination_prefixes[_parent(result.destination)] += parts
 
-    def finish(self, listed_pages: int) -> None:
+    def finish(self, listed_pages: int, excluded: int = 0) -> None:
         self.requests["list"] = listed_pages
+        self.excluded = excluded
         self.requests["delete"] = -(-self.delete.objects // 1000)
 
     def cost(self) -> dict[str, float]:
@@ -141,6 +143,7 @@ class Estimate:
             "copy": self.copy.to_json(), "skip": self.skip.to_json(), "delete": self.delete.to_json(),
             "failed": {**self.fail.to_json(), "errors": dict(self.errors)},
             "over_5gib": self.over_5gib.to_json(), "needs_restore": self.needs_restore.to_json(),
+            "excluded_by_filters": self.excluded,
             "requests": {**requests, "total": sum(requests.values())},
             "cost_usd": self.cost(), "prices": self.prices,
             "busiest_prefixes": {
@@ -154,6 +157,8 @@ def text(plan: dict) -> str:
     for name in ("copy", "skip", "delete", "failed", "over_5gib", "needs_restore"):
         tally = plan[name]
         lines.append(f"{name.replace('_', ' '):<14}{tally['objects']:>10,}{human_bytes(tally['bytes']):>14}")
+    if plan["excluded_by_filters"]:
+        lines.append(f"{'excluded':<14}{plan['excluded_by_filters']:>10,}  (by --include/--exclude)")
     requests, cost = plan["requests"], plan["cost_usd"]
     lines.append(f"\nS3 requests   {requests['total']:,} (" + ", ".join(
         f"{k} {v:,}" for k, v in requests.items() if k != "total" and v) + ")")
@@ -218,5 +223,5 @@ def dry_run(config: TransferConfig, source, destination, rows, missing: dict,
     with Copier(config, source, destination) as copier:
         for batch in batches(work(), config):
             estimate.add(copier.run(batch))
-    estimate.finish(planner.listed_pages)
+    estimate.finish(planner.listed_pages, planner.excluded)
     return estimate

@@ -14,6 +14,7 @@ from typing import Iterable, Iterator
 
 from .config import TransferConfig
 from .errors import InputError, S3Error
+from .filters import included
 from .manifest import ManifestRow
 from .record import FAILED, SKIPPED, FileResult, ObjectRef
 from .retry import Retrier
@@ -87,6 +88,7 @@ class Planner:
         self.destination = destination
         self.retrier = retrier or Retrier(config)
         self.listed_pages = 0  # ListObjectsV2 requests made, for the plan's request count
+        self.excluded = 0  # source objects that filters left out
 
     def plan(self, rows: Iterable[ManifestRow], missing: dict[str, tuple[str, str]] | None = None
              ) -> Iterator[Planned]:
@@ -109,10 +111,15 @@ class Planner:
     def _sync(self, row: ManifestRow, destination_error: tuple[str, str] | None) -> Iterator[Planned]:
         src, dst = row.source, row.destination
         try:
+            filters = self.config.filters
             existing = {} if destination_error else {
-                info.ref.key[len(dst.key):]: info for info in self._listing(self.destination, dst)}
+                rel: info for info in self._listing(self.destination, dst)
+                if included(rel := info.ref.key[len(dst.key):], filters)}
             for source in self._listing(self.source, src):
                 rel = source.ref.key[len(src.key):]
+                if not included(rel, filters):
+                    self.excluded += 1
+                    continue
                 target = ObjectRef(dst.bucket, dst.key + rel)
                 if destination_error:
                     yield _failed(source.ref, target, row.line, *destination_error, size=source.size)

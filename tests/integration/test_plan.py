@@ -100,3 +100,24 @@ def test_archived_objects_are_reported_not_copied(moto, prefect_api, tmp_path, m
     assert summary["copied"] == 2
     assert summary["failures"][0]["error"].startswith("InvalidObjectState: the source is in DEEP_ARCHIVE")
     assert set(listing(c, "cold-dst")) == {"old/notes.txt", "old/run2.bam"}
+
+
+def test_filters_choose_what_is_copied_and_protect_excluded_objects_from_delete(
+        seaweed, buckets, run, write_manifest):
+    src, dst = buckets("src", "dst")
+    c = seaweed.client()
+    for key in ("s1/a.bam", "s1/a.bam.bai", "s1/tmp/x.tmp", "s2/b.bam", "notes.txt"):
+        c.put_object(Bucket=src, Key=f"batch/{key}", Body=key.encode())
+    c.put_object(Bucket=dst, Key="batch/old.bam", Body=b"gone from source")
+    c.put_object(Bucket=dst, Key="batch/keep-me.txt", Body=b"excluded: never deleted")
+    manifest = write_manifest(f"s3://{src}/batch/,s3://{dst}/batch/\n")
+
+    code, summary, err = run("transfer", manifest, "--json", "--delete", "--exclude", "*",
+                             "--include", "*.bam", "--include", "*.bai")
+
+    assert code == 0, err
+    assert (summary["copied"], summary["deleted"]) == (3, 1)
+    code, plan, _ = run("plan", manifest, "--json", "--exclude", "*", "--include", "*.bam")
+    assert (plan["copy"]["objects"], plan["skip"]["objects"], plan["excluded_by_filters"]) == (0, 2, 3)
+    assert set(listing(c, dst)) == {"batch/s1/a.bam", "batch/s1/a.bam.bai", "batch/s2/b.bam",
+                                     "batch/keep-me.txt"}
