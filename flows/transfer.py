@@ -61,7 +61,9 @@ class Prepared:
 
 
 def prepare(manifest: str, *, header: bool | None = None, delete: bool = False, dry_run: bool = False,
-            filters: list[str] | None = None,
+            filters: list[str] | None = None, storage_class: str | None = None,
+            sse: str | None = None, sse_kms_key_id: str | None = None, acl: str | None = None,
+            requester_pays: bool = False,
             multipart_threshold_mib: int = 256, part_size_mib: int = 64,
             max_concurrency: int = 64, part_concurrency: int = 8, max_attempts: int = 5,
             batch_files: int = 500, source_credentials: str | None = None,
@@ -71,13 +73,14 @@ def prepare(manifest: str, *, header: bool | None = None, delete: bool = False, 
         multipart_threshold=multipart_threshold_mib * MiB, part_size=part_size_mib * MiB,
         max_concurrency=max_concurrency, part_concurrency=part_concurrency,
         max_attempts=max_attempts, delete=delete, dry_run=dry_run, batch_files=batch_files,
-        filters=filter_rules.parse(filters),
+        filters=filter_rules.parse(filters), storage_class=storage_class, sse=sse,
+        sse_kms_key_id=sse_kms_key_id, acl=acl, requester_pays=requester_pays,
         source=endpoint_from_block(source_credentials),
         destination=endpoint_from_block(destination_credentials),
     )
-    source = Storage(config.source, config.max_concurrency)
+    source = Storage(config.source, config.max_concurrency, config.requester_pays)
     destination = source if config.destination == config.source else Storage(
-        config.destination, config.max_concurrency)
+        config.destination, config.max_concurrency, config.requester_pays)
     source.check_credentials("source")
     destination.check_credentials("destination")
     text = manifests.read_text(manifest, lambda ref: _fetch_manifest(source, ref))
@@ -182,6 +185,11 @@ def transfer_manifest(
     dry_run: bool = False,
     prices: dict[str, float] | None = None,
     filters: list[str] | None = None,
+    storage_class: str | None = None,
+    sse: str | None = None,
+    sse_kms_key_id: str | None = None,
+    acl: str | None = None,
+    requester_pays: bool = False,
 ):
     """Copy every object a manifest lists (a local path or an s3:// URI).
 
@@ -207,11 +215,18 @@ def transfer_manifest(
         prices: Request prices for the plan's cost (keys of s3flow.estimate.DEFAULT_PRICES).
         filters: Prefix rows, in order: "include:GLOB" / "exclude:GLOB" on the key below the
             prefix; the last match wins (see s3flow/filters.py).
+        storage_class: Destination storage class; empty keeps the source's (archive -> STANDARD).
+        sse: Destination encryption, AES256 or aws:kms; empty: the destination bucket's default.
+        sse_kms_key_id: KMS key for sse=aws:kms.
+        acl: Canned ACL for the destination, e.g. bucket-owner-full-control (cross-account).
+        requester_pays: The source bucket is requester-pays; this transfer pays for its reads.
     """
     logger = get_run_logger()
     started = time.time()
     job = prepare(
         manifest, header=header, delete=delete, dry_run=dry_run, filters=filters,
+        storage_class=storage_class, sse=sse, sse_kms_key_id=sse_kms_key_id, acl=acl,
+        requester_pays=requester_pays,
         multipart_threshold_mib=multipart_threshold_mib,
         part_size_mib=part_size_mib, max_concurrency=max_concurrency,
         part_concurrency=part_concurrency, max_attempts=max_attempts, batch_files=batch_files,

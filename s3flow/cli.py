@@ -70,6 +70,16 @@ def _manifest_options(command: argparse.ArgumentParser) -> None:
         help="prefix rows: include keys (below the prefix) matching GLOB; repeatable")
     add("--exclude", metavar="GLOB", dest="filters", action="append", type=lambda p: f"exclude:{p}",
         help="prefix rows: exclude keys matching GLOB; filters apply in order, the last match wins")
+    add("--storage-class", metavar="CLASS",
+        help="destination storage class (default: the source's; archive classes become STANDARD)")
+    add("--sse", choices=["AES256", "aws:kms", "aws:kms:dsse"],
+        help="destination encryption (default: the destination bucket's default)")
+    add("--sse-kms-key-id", metavar="KEY", help="KMS key id or ARN for --sse aws:kms")
+    add("--acl", metavar="CANNED", help="canned ACL for the destination objects")
+    add("--bucket-owner-full-control", action="store_true",
+        help="cross-account copies: give the destination bucket's owner full control")
+    add("--requester-pays", action="store_true",
+        help="the source bucket is requester-pays: this transfer pays for its reads")
     add("--prices", metavar="FILE.json",
         help="request prices for the plan's cost estimate (default: S3 Standard, us-east-1)")
 
@@ -89,8 +99,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _engine_options(args: argparse.Namespace) -> dict:
-    skip = ("command", "json", "prices", "transfer_name", "dry_run")
-    return {name: value for name, value in vars(args).items() if name not in skip}
+    from s3flow.errors import InputError
+
+    skip = ("command", "json", "prices", "transfer_name", "dry_run", "bucket_owner_full_control")
+    options = {name: value for name, value in vars(args).items() if name not in skip}
+    if args.bucket_owner_full_control:
+        if args.acl not in (None, "bucket-owner-full-control"):
+            raise InputError("--bucket-owner-full-control and --acl both set the ACL: give one")
+        options["acl"] = "bucket-owner-full-control"
+    return options
 
 
 def plan(args: argparse.Namespace) -> int:

@@ -12,6 +12,14 @@ MAX_PART_SIZE = 5 * GiB
 MAX_PARTS = 10_000
 MAX_SINGLE_COPY = 5 * GiB
 
+STORAGE_CLASSES = frozenset({
+    "STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
+    "GLACIER", "DEEP_ARCHIVE", "GLACIER_IR", "OUTPOSTS", "SNOW", "EXPRESS_ONEZONE"})
+SSE_MODES = frozenset({"AES256", "aws:kms", "aws:kms:dsse"})
+CANNED_ACLS = frozenset({
+    "private", "public-read", "public-read-write", "authenticated-read", "aws-exec-read",
+    "bucket-owner-read", "bucket-owner-full-control"})
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -41,6 +49,12 @@ class TransferConfig:
     delete: bool = False  # sync rows: remove destination objects the source lacks
     dry_run: bool = False  # decide and report everything, change nothing
     filters: tuple[tuple[str, str], ...] = ()  # prefix rows: (include|exclude, glob), in order
+    # Destination properties; None keeps the source's where S3 allows (see destination_args).
+    storage_class: str | None = None
+    sse: str | None = None  # AES256 (SSE-S3) or aws:kms (SSE-KMS)
+    sse_kms_key_id: str | None = None
+    acl: str | None = None  # a canned ACL, e.g. bucket-owner-full-control
+    requester_pays: bool = False  # the source bucket is requester-pays: we pay
     batch_files: int = 500  # files per Prefect task run
     batch_bytes: int = 16 * GiB  # and at most this many bytes (a larger object is alone)
     source: Endpoint = Endpoint()
@@ -59,6 +73,14 @@ class TransferConfig:
              f"must be at least 1, got {self.part_concurrency}"),
             (self.max_attempts >= 1, "max attempts", f"must be at least 1, got {self.max_attempts}"),
             (self.batch_files >= 1, "batch files", f"must be at least 1, got {self.batch_files}"),
+            (self.storage_class in (None, *STORAGE_CLASSES), "storage class",
+             f"{self.storage_class!r} is not one of {', '.join(sorted(STORAGE_CLASSES))}"),
+            (self.sse in (None, *SSE_MODES), "sse",
+             f"{self.sse!r} is not one of {', '.join(sorted(SSE_MODES))}"),
+            (not self.sse_kms_key_id or self.sse in ("aws:kms", "aws:kms:dsse"), "sse kms key id",
+             "needs --sse aws:kms"),
+            (self.acl in (None, *CANNED_ACLS), "acl",
+             f"{self.acl!r} is not a canned ACL ({', '.join(sorted(CANNED_ACLS))})"),
         ]
         problems = [Problem(message, field=name) for ok, name, message in checks if not ok]
         if problems:

@@ -87,7 +87,8 @@ class Copier:
             if self.config.is_multipart(source.size):
                 detail = self._copy_multipart(source, item.destination, attempts)
             else:
-                self._request(attempts, self.destination.copy_object, source, item.destination)
+                self._request(attempts, self.destination.copy_object, source, item.destination,
+                              destination_properties(self.config, source))
                 detail = "CopyObject"
         except S3Error as exc:
             return result(FAILED, f"{exc.code}: {exc.message or exc.describe()}")
@@ -111,7 +112,8 @@ class Copier:
                               source.ref.bucket, source.ref.key)
             source = fresh
         tags = self._request(attempts, self.source.tags, source.ref)
-        upload_id = self._request(attempts, self.destination.create_multipart, source, destination, tags)
+        upload_id = self._request(attempts, self.destination.create_multipart, source, destination, tags,
+                                  destination_properties(self.config, source))
         try:
             etags = self._copy_parts(source, destination, upload_id, attempts)
             self._request(attempts, self.destination.complete_multipart, destination, upload_id, etags)
@@ -185,6 +187,22 @@ class Copier:
                        detail="not in the source", line=item.line)
             for item in chunk
         ]
+
+
+def destination_properties(config: TransferConfig, source: ObjectInfo) -> dict:
+    """What to set on the destination object:
+
+    | property      | given                  | not given                                         |
+    |---------------|------------------------|---------------------------------------------------|
+    | storage class | --storage-class        | the source's, except archive classes (-> STANDARD) |
+    | encryption    | --sse, --sse-kms-key-id | the destination bucket's default encryption (S3's rule for copies) |
+    | ACL           | --acl                  | the destination bucket's default (owner-only)     |
+    """
+    keep = source.storage_class not in ("STANDARD", *ARCHIVE_CLASSES)
+    return {
+        "StorageClass": config.storage_class or (source.storage_class if keep else None),
+        "ServerSideEncryption": config.sse, "SSEKMSKeyId": config.sse_kms_key_id, "ACL": config.acl,
+    }
 
 
 class _Skipped(Exception):

@@ -26,6 +26,8 @@ COPIED_PROPERTIES = (
     "ContentType", "CacheControl", "ContentDisposition", "ContentEncoding",
     "ContentLanguage", "Expires", "Metadata", "WebsiteRedirectLocation",
 )
+# Properties a transfer may set on the destination (CopyObject, CreateMultipartUpload).
+DESTINATION_PROPERTIES = ("StorageClass", "ServerSideEncryption", "SSEKMSKeyId", "ACL")
 # HEAD answers carry no body, so S3 error codes arrive as HTTP statuses.
 _HEAD_CODES = {"404": "NoSuchKey", "403": "AccessDenied", "400": "BadRequest"}
 # botocore's classes: connection refused/reset, TLS and proxy failures, and broken
@@ -58,8 +60,11 @@ class ObjectInfo:
 class Storage:
     """One S3 endpoint with one set of credentials (a side of a transfer)."""
 
-    def __init__(self, endpoint: Endpoint = Endpoint(), max_connections: int = 64) -> None:
+    def __init__(self, endpoint: Endpoint = Endpoint(), max_connections: int = 64,
+                 requester_pays: bool = False) -> None:
         self.endpoint = endpoint
+        # Requests that read a requester-pays source must say who pays (harmless elsewhere).
+        self._payer = {"RequestPayer": "requester"} if requester_pays else {}
         session = boto3.session.Session(
             aws_access_key_id=endpoint.access_key_id,
             aws_secret_access_key=endpoint.secret_access_key,
@@ -98,7 +103,8 @@ class Storage:
         """The object's size, ETag and properties; None if it does not exist."""
         try:
             with _translated(ref.bucket, ref.key):
-                answer = self._client.head_object(Bucket=ref.bucket, Key=ref.key, **_version(ref))
+                answer = self._client.head_object(Bucket=ref.bucket, Key=ref.key, **_version(ref),
+                                                  **self._payer)
         except S3Error as exc:
             if exc.code == "NoSuchKey":
                 return None
@@ -114,7 +120,7 @@ class Storage:
 
     def list_page(self, bucket: str, prefix: str, token: str | None) -> tuple[list[ObjectInfo], str | None]:
         """One page of objects under a prefix, in key order, and the next page's token."""
-        args = {"Bucket": bucket, "Prefix": prefix}
+        args = {"Bucket": bucket, "Prefix": prefix, **self._payer}
         if token:
             args["ContinuationToken"] = token
         with _translated(bucket, prefix):
@@ -129,7 +135,7 @@ class Storage:
 
     def get_bytes(self, ref: ObjectRef) -> bytes:
         with _translated(ref.bucket, ref.key):
-            return self._client.get_object(Bucket=ref.bucket, Key=ref.key)["Body"].read()
+            return self._client.get_object(Bucket=ref.bucket, Key=ref.key, **self._payer)["Body"].read()
 
     def put_bytes(self, ref: ObjectRef, data: bytes, **properties) -> None:
         with _translated(ref.bucket, ref.key):
@@ -137,23 +143,27 @@ class Storage:
 
     def tags(self, ref: ObjectRef) -> list[dict]:
         with _translated(ref.bucket, ref.key):
-            return self._client.get_object_tagging(Bucket=ref.bucket, Key=ref.key, **_version(ref))["TagSet"]
+            return self._client.get_object_tagging(
+                Bucket=ref.bucket, Key=ref.key, **_version(ref), **self._payer)["TagSet"]
 
-    def copy_object(self, source: ObjectInfo, destination: ObjectRef) -> str:
+    def copy_object(self, source: ObjectInfo, destination: ObjectRef, properties: dict) -> str:
         """Server-side copy of a whole object (<= 5 GiB), pinned to the source's ETag.
 
-        Content type, metadata and tags come along (the COPY directives are S3's default).
+        Content type, metadata and tags come along (the COPY directives are S3's default);
+        `properties` (DESTINATION_PROPERTIES) are set on the new object.
         """
         with _translated(destination.bucket, destination.key):
             answer = self._client.copy_object(
                 Bucket=destination.bucket, Key=destination.key,
                 CopySource=_copy_source(source.ref), CopySourceIfMatch=f'"{source.etag}"',
+                **_only(properties, DESTINATION_PROPERTIES), **self._payer,
             )
         return _etag(answer["CopyObjectResult"]["ETag"])
 
-    def create_multipart(self, source: ObjectInfo, destination: ObjectRef, tags: list[dict]) -> str:
-        """Start a multipart upload carrying the source's properties and tags."""
-        args = dict(source.properties)
+    def create_multipart(self, source: ObjectInfo, destination: ObjectRef, tags: list[dict],
+                         properties: dict) -> str:
+        """Start a multipart upload carrying the source's properties and tags, and ours."""
+        args = {**source.properties, **_only(properties, DESTINATION_PROPERTIES)}
         if tags:
             args["Tagging"] = urlencode([(tag["Key"], tag["Value"]) for tag in tags])
         with _translated(destination.bucket, destination.key):
@@ -168,6 +178,7 @@ class Storage:
                 Bucket=destination.bucket, Key=destination.key, UploadId=upload_id,
                 PartNumber=number, CopySourceRange=f"bytes={first}-{last}",
                 CopySource=_copy_source(source.ref), CopySourceIfMatch=f'"{source.etag}"',
+                **self._payer,
             )
         return answer["CopyPartResult"]["ETag"]
 
@@ -194,6 +205,10 @@ class Storage:
 
 def _etag(value: str) -> str:
     return value.strip('"')
+
+
+def _only(args: dict, allowed: tuple[str, ...]) -> dict:
+    return {name: value for name, value in args.items() if name in allowed and value is not None}
 
 
 def _version(ref: ObjectRef) -> dict:

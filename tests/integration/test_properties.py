@@ -1,0 +1,110 @@
+"""What is preserved, and what can be set, on single and multipart copies."""
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+
+import pytest
+
+from s3flow.cli import main
+
+MiB = 1024 * 1024
+PROPERTIES = ("ContentType", "CacheControl", "ContentDisposition", "ContentEncoding",
+              "ContentLanguage", "Metadata")
+
+
+def _store(kind: str, request, monkeypatch):
+    if kind == "seaweed":
+        server = request.getfixturevalue("seaweed")
+        env, client = server.env(), server.client()
+        src, dst = request.getfixturevalue("buckets")("src", "dst")
+    else:
+        url, client = request.getfixturevalue("moto")
+        env = {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing",
+               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+        src, dst = f"props-src-{os.urandom(3).hex()}", f"props-dst-{os.urandom(3).hex()}"
+        client.create_bucket(Bucket=src)
+        client.create_bucket(Bucket=dst)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return client, src, dst
+
+
+@pytest.fixture(params=["seaweed", "moto"])
+def store(request, monkeypatch, prefect_api):
+    """(client, source bucket, destination bucket) on a real SeaweedFS and on moto."""
+    return _store(request.param, request, monkeypatch)
+
+
+@pytest.fixture()
+def moto_store(request, monkeypatch, prefect_api):
+    """moto only: SeaweedFS keeps no storage classes, SSE settings or ACLs."""
+    return _store("moto", request, monkeypatch)
+
+
+def run(capsys, *args: str) -> dict:
+    code = main(["transfer", *args, "--json", "--multipart-threshold-mib", "5", "--part-size-mib", "5"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0, summary
+    return summary
+
+
+def test_multipart_copy_keeps_every_property_of_the_source(store, tmp_path, capsys):
+    client, src, dst = store
+    expires = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    for key, size in (("big.vcf.gz", 12 * MiB), ("small.vcf.gz", 1000)):
+        client.put_object(
+            Bucket=src, Key=key, Body=os.urandom(size), ContentType="application/gzip",
+            CacheControl="max-age=3600", ContentDisposition='attachment; filename="s.vcf.gz"',
+            ContentEncoding="gzip", ContentLanguage="en-GB", Expires=expires,
+            Metadata={"sample": "HG002", "pipeline": "v2.1"}, Tagging="project=giab&tier=cold")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"s3://{src}/,s3://{dst}/\n")
+
+    summary = run(capsys, str(manifest))
+
+    assert summary["copied"] == 2
+    for key in ("big.vcf.gz", "small.vcf.gz"):
+        source = client.head_object(Bucket=src, Key=key)
+        copy = client.head_object(Bucket=dst, Key=key)
+        kept = {p: source.get(p) for p in PROPERTIES}
+        assert kept["ContentType"] == "application/gzip" and kept["Metadata"]["sample"] == "HG002"
+        assert {p: copy.get(p) for p in PROPERTIES} == kept, key
+        assert copy.get("ExpiresString") == source.get("ExpiresString")
+        assert client.get_object_tagging(Bucket=dst, Key=key)["TagSet"] == \
+            client.get_object_tagging(Bucket=src, Key=key)["TagSet"]
+    assert client.head_object(Bucket=dst, Key="big.vcf.gz")["ETag"].endswith('-3"')
+
+
+def test_destination_properties_can_be_set(moto_store, tmp_path, capsys):
+    client, src, dst = moto_store
+    client.put_object(Bucket=src, Key="ia/keep-class.txt", Body=b"x", StorageClass="STANDARD_IA")
+    client.put_object(Bucket=src, Key="set/small.txt", Body=b"y")
+    client.put_object(Bucket=src, Key="set/big.bin", Body=os.urandom(6 * MiB))
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"s3://{src}/ia/,s3://{dst}/ia/\n")
+    run(capsys, str(manifest))
+    assert client.head_object(Bucket=dst, Key="ia/keep-class.txt")["StorageClass"] == "STANDARD_IA"
+
+    manifest.write_text(f"s3://{src}/set/,s3://{dst}/set/\n")
+    run(capsys, str(manifest), "--storage-class", "GLACIER_IR", "--sse", "AES256",
+        "--bucket-owner-full-control", "--requester-pays")
+    for key in ("set/small.txt", "set/big.bin"):
+        head = client.head_object(Bucket=dst, Key=key)
+        assert (head["StorageClass"], head["ServerSideEncryption"]) == ("GLACIER_IR", "AES256"), key
+        grants = client.get_object_acl(Bucket=dst, Key=key)["Grants"]
+        assert any(g["Permission"] == "FULL_CONTROL" for g in grants), key
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--storage-class", "COLD"], "storage class: 'COLD' is not one of"),
+    (["--sse-kms-key-id", "k-1"], "sse kms key id: needs --sse aws:kms"),
+    (["--acl", "everyone"], "acl: 'everyone' is not a canned ACL"),
+    (["--acl", "private", "--bucket-owner-full-control"], "both set the ACL"),
+])
+def test_bad_property_options_are_bad_input(args, message, s3_env, prefect_api, tmp_path, capsys):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("s3://some-src/k,s3://some-dst/k\n")
+    assert main(["transfer", str(manifest), *args]) == 2
+    assert message in capsys.readouterr().err
