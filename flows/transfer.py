@@ -63,7 +63,7 @@ class Prepared:
 def prepare(manifest: str, *, header: bool | None = None, delete: bool = False, dry_run: bool = False,
             filters: list[str] | None = None, storage_class: str | None = None,
             sse: str | None = None, sse_kms_key_id: str | None = None, acl: str | None = None,
-            requester_pays: bool = False,
+            requester_pays: bool = False, keep_source_layout: bool = True,
             multipart_threshold_mib: int = 256, part_size_mib: int = 64,
             max_concurrency: int = 64, part_concurrency: int = 8, max_attempts: int = 5,
             batch_files: int = 500, source_credentials: str | None = None,
@@ -75,6 +75,7 @@ def prepare(manifest: str, *, header: bool | None = None, delete: bool = False, 
         max_attempts=max_attempts, delete=delete, dry_run=dry_run, batch_files=batch_files,
         filters=filter_rules.parse(filters), storage_class=storage_class, sse=sse,
         sse_kms_key_id=sse_kms_key_id, acl=acl, requester_pays=requester_pays,
+        keep_source_layout=keep_source_layout,
         source=endpoint_from_block(source_credentials),
         destination=endpoint_from_block(destination_credentials),
     )
@@ -190,6 +191,7 @@ def transfer_manifest(
     sse_kms_key_id: str | None = None,
     acl: str | None = None,
     requester_pays: bool = False,
+    keep_source_layout: bool = True,
 ):
     """Copy every object a manifest lists (a local path or an s3:// URI).
 
@@ -220,13 +222,14 @@ def transfer_manifest(
         sse_kms_key_id: KMS key for sse=aws:kms.
         acl: Canned ACL for the destination, e.g. bucket-owner-full-control (cross-account).
         requester_pays: The source bucket is requester-pays; this transfer pays for its reads.
+        keep_source_layout: Copy in the source's own parts so ETags match (s3flow/layout.py).
     """
     logger = get_run_logger()
     started = time.time()
     job = prepare(
         manifest, header=header, delete=delete, dry_run=dry_run, filters=filters,
         storage_class=storage_class, sse=sse, sse_kms_key_id=sse_kms_key_id, acl=acl,
-        requester_pays=requester_pays,
+        requester_pays=requester_pays, keep_source_layout=keep_source_layout,
         multipart_threshold_mib=multipart_threshold_mib,
         part_size_mib=part_size_mib, max_concurrency=max_concurrency,
         part_concurrency=part_concurrency, max_attempts=max_attempts, batch_files=batch_files,

@@ -80,6 +80,9 @@ def _manifest_options(command: argparse.ArgumentParser) -> None:
         help="cross-account copies: give the destination bucket's owner full control")
     add("--requester-pays", action="store_true",
         help="the source bucket is requester-pays: this transfer pays for its reads")
+    add("--ignore-source-layout", dest="keep_source_layout", action="store_false",
+        help="cut large objects in our parts even where the source's layout could be copied "
+             "(ETags then differ; copies are verified by content)")
     add("--prices", metavar="FILE.json",
         help="request prices for the plan's cost estimate (default: S3 Standard, us-east-1)")
 

@@ -55,6 +55,7 @@ class TransferConfig:
     sse_kms_key_id: str | None = None
     acl: str | None = None  # a canned ACL, e.g. bucket-owner-full-control
     requester_pays: bool = False  # the source bucket is requester-pays: we pay
+    keep_source_layout: bool = True  # copy in the source's parts, so ETags match (layout.py)
     batch_files: int = 500  # files per Prefect task run
     batch_bytes: int = 16 * GiB  # and at most this many bytes (a larger object is alone)
     source: Endpoint = Endpoint()

@@ -14,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Callable, Iterable
 
 from .config import TransferConfig
+from .layout import etag_parts, planned_parts, ranges, single_copy, source_part_size
 from .errors import S3Error
 from .plan import CopyItem, DeleteItem, decide
 from .record import (
@@ -65,12 +66,12 @@ class Copier:
         attempts, started = Attempts(), time.time()
         source, detail = item.source, ""
 
-        def result(status: str, error: str = "", detail: str = "") -> FileResult:
+        def result(status: str, error: str = "", detail: str = "", parts: int = 0) -> FileResult:
             return FileResult(
                 item.source_ref.uri, item.destination.uri, status,
                 size=source.size if source else None, attempts=attempts.count, started=started,
                 ended=time.time(), error=error, detail=detail,
-                etag=source.etag if source else "", line=item.line)
+                etag=source.etag if source else "", line=item.line, parts=parts)
 
         try:
             source = self._current_source(item, attempts)
@@ -82,17 +83,18 @@ class Copier:
                 if not copy:
                     return result(SKIPPED, detail=why)
             if self.config.dry_run:
-                parts = self.config.parts(source.size)
-                return result(WOULD_COPY, detail=f"multipart, {parts} parts" if parts > 1 else "CopyObject")
-            if self.config.is_multipart(source.size):
-                detail = self._copy_multipart(source, item.destination, attempts)
-            else:
+                parts = planned_parts(self.config, source.size, source.etag)
+                return result(WOULD_COPY, detail="CopyObject" if parts == 1 else f"multipart, {parts} parts",
+                              parts=parts)
+            if single_copy(self.config, source.size, source.etag):
                 self._request(attempts, self.destination.copy_object, source, item.destination,
                               destination_properties(self.config, source))
-                detail = "CopyObject"
+                detail, parts = "CopyObject", 1
+            else:
+                detail, parts = self._copy_multipart(source, item.destination, attempts)
         except S3Error as exc:
             return result(FAILED, f"{exc.code}: {exc.message or exc.describe()}")
-        return result(COPIED, detail=detail)
+        return result(COPIED, detail=detail, parts=parts)
 
     def _current_source(self, item: CopyItem, attempts: Attempts) -> ObjectInfo:
         """The source's facts: from the listing, or a HEAD where the listing cannot tell
@@ -104,42 +106,77 @@ class Copier:
             raise S3Error("NoSuchKey", f"the source object {item.source_ref} does not exist")
         return source
 
-    def _copy_multipart(self, source: ObjectInfo, destination: ObjectRef, attempts: Attempts) -> str:
+    def _copy_multipart(self, source: ObjectInfo, destination: ObjectRef,
+                        attempts: Attempts) -> tuple[str, int]:
+        """Copy in parts, then check the result; (what was done, part count)."""
         if not source.properties:  # a listing found it: fetch what CreateMultipartUpload must carry
             fresh = self._request(attempts, self.source.head, source.ref)
             if fresh is None or fresh.etag != source.etag:
                 raise S3Error("PreconditionFailed", "the source changed since it was listed",
                               source.ref.bucket, source.ref.key)
             source = fresh
+        part, layout = self._layout(source, attempts)
         tags = self._request(attempts, self.source.tags, source.ref)
         upload_id = self._request(attempts, self.destination.create_multipart, source, destination, tags,
                                   destination_properties(self.config, source))
         try:
-            etags = self._copy_parts(source, destination, upload_id, attempts)
-            self._request(attempts, self.destination.complete_multipart, destination, upload_id, etags)
+            etags = self._each_range(source.size, part, attempts, lambda number, first, last: self._request(
+                attempts, self.destination.copy_part, source, destination, upload_id, number, first, last))
+            etag = self._request(attempts, self.destination.complete_multipart, destination, upload_id, etags)
         except BaseException:
             self._abort(destination, upload_id)
             raise
-        return f"multipart, {len(etags)} parts"
+        check = self._verify(source, destination, etag, part, attempts)
+        return f"multipart, {len(etags)} parts ({layout}); {check}", len(etags)
 
-    def _copy_parts(self, source: ObjectInfo, destination: ObjectRef, upload_id: str,
-                    attempts: Attempts) -> list[str]:
-        part = self.config.part_size_for(source.size)
-        ranges = [(first, min(first + part, source.size) - 1) for first in range(0, source.size, part)]
+    def _layout(self, source: ObjectInfo, attempts: Attempts) -> tuple[int, str]:
+        """The part size to copy with, and whose layout it is (see layout.py)."""
+        count = etag_parts(source.etag)
+        if self.config.keep_source_layout and count:
+            first = self._request(attempts, self.source.first_part_size, source.ref)
+            part = source_part_size(source.size, count, first)
+            if part:
+                return part, "source layout"
+        return self.config.part_size_for(source.size), "our layout"
+
+    def _verify(self, source: ObjectInfo, destination: ObjectRef, etag: str, part: int,
+                attempts: Attempts) -> str:
+        """Equal ETags, or else equal MD5s of every range; a copy that differs is deleted."""
+        if etag == source.etag:
+            return "ETag matches the source"
+
+        def same(number: int, first: int, last: int) -> bool:
+            theirs = self._request(attempts, self.source.range_md5, source.ref, first, last, source.etag)
+            ours = self._request(attempts, self.destination.range_md5, destination, first, last)
+            return theirs == ours
+
+        matches = self._each_range(source.size, part, attempts, same)
+        if all(matches):
+            return "ETag differs (store's multipart scheme or layout): content verified by MD5 of every range"
+        first_bad = ranges(source.size, part)[matches.index(False)]
+        try:
+            self._request(Attempts(), self.destination.delete, destination)
+        except S3Error as exc:
+            log.error("could not delete the bad copy %s: %s", destination, exc)
+        raise S3Error("ChecksumMismatch", f"bytes {first_bad[0]}-{first_bad[1]} of the copy differ from "
+                      "the source; the copy was deleted", destination.bucket, destination.key)
+
+    def _each_range(self, size: int, part: int, attempts: Attempts, work: Callable) -> list:
+        """work(number, first, last) for every part of an object, part_concurrency at a
+        time on the part pool; the first real error is raised after all have stopped."""
         window = threading.BoundedSemaphore(self.config.part_concurrency)
         failed = threading.Event()
 
-        def one(number: int, first: int, last: int) -> str:
+        def one(number: int, first: int, last: int):
             try:
                 if failed.is_set():
                     raise _Skipped()
-                return self._request(attempts, self.destination.copy_part, source, destination,
-                                     upload_id, number, first, last)
+                return work(number, first, last)
             finally:
                 window.release()
 
         futures: list[Future] = []
-        for number, (first, last) in enumerate(ranges, 1):
+        for number, (first, last) in enumerate(ranges(size, part), 1):
             window.acquire()
             if failed.is_set():
                 window.release()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .config import MAX_SINGLE_COPY, TransferConfig
 from .errors import InputError
+from .layout import etag_parts
 from .record import FAILED, SKIPPED, WOULD_COPY, WOULD_DELETE, FileResult
 from .report import human_bytes
 
@@ -108,11 +109,11 @@ class Estimate:
         self.copy.add(result.source, size)
         if size > MAX_SINGLE_COPY:
             self.over_5gib.add(result.source, size)
-        parts = self.config.parts(size)
+        parts = result.parts or self.config.parts(size)
         if parts == 1:
             self.requests["copy_object"] += 1
         else:  # HEAD + tagging to carry properties, create, parts, complete
-            self.requests["head"] += 1
+            self.requests["head"] += 2 if self.config.keep_source_layout and etag_parts(result.etag) else 1
             self.requests["get_tagging"] += 1
             self.requests["multipart"] += 2
             self.requests["upload_part_copy"] += parts

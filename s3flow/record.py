@@ -43,6 +43,7 @@ class FileResult:
     detail: str = ""  # why skipped, how copied
     etag: str = ""  # the source's ETag the copy was pinned to
     line: int | None = None  # the manifest line that asked for it
+    parts: int = 0  # requests that wrote the data: 1 CopyObject, N part copies (0: none)
 
     @property
     def seconds(self) -> float | None:
@@ -60,7 +61,7 @@ class FileResult:
             "source": self.source, "destination": self.destination, "size": self.size,
             "status": self.status, "attempts": self.attempts, "start": _iso(self.started),
             "end": _iso(self.ended), "seconds": self.seconds, "error": self.error,
-            "detail": self.detail, "line": self.line,
+            "detail": self.detail, "parts": self.parts, "line": self.line,
         }
 
     def to_dict(self) -> dict:

@@ -6,6 +6,7 @@ so botocore's own retries are off and every attempt is counted by us.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Iterator
 from urllib.parse import urlencode
@@ -117,6 +118,34 @@ class Storage:
                           storage_class=answer.get("StorageClass") or "STANDARD",
                           restored='ongoing-request="false"' in answer.get("Restore", ""),
                           encryption=encryption)
+
+    def first_part_size(self, ref: ObjectRef) -> int | None:
+        """The size of a multipart object's part 1 (HEAD ?partNumber=1); None if unknown."""
+        try:
+            with _translated(ref.bucket, ref.key):
+                answer = self._client.head_object(Bucket=ref.bucket, Key=ref.key, PartNumber=1,
+                                                  **_version(ref), **self._payer)
+        except S3Error as exc:
+            if exc.transient:
+                raise
+            return None
+        return answer.get("ContentLength") if answer.get("PartsCount") else None
+
+    def range_md5(self, ref: ObjectRef, first: int, last: int, etag: str | None = None) -> str:
+        """MD5 of bytes first..last of an object, streamed (never held whole); with
+        `etag`, only of that version of it (PreconditionFailed otherwise)."""
+        digest = hashlib.md5()
+        pin = {"IfMatch": f'"{etag}"'} if etag else {}
+        with _translated(ref.bucket, ref.key):
+            body = self._client.get_object(Bucket=ref.bucket, Key=ref.key, Range=f"bytes={first}-{last}",
+                                           **_version(ref), **pin, **self._payer)["Body"]
+            for chunk in body.iter_chunks(1024 * 1024):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    def delete(self, ref: ObjectRef) -> None:
+        with _translated(ref.bucket, ref.key):
+            self._client.delete_object(Bucket=ref.bucket, Key=ref.key)
 
     def list_page(self, bucket: str, prefix: str, token: str | None) -> tuple[list[ObjectInfo], str | None]:
         """One page of objects under a prefix, in key order, and the next page's token."""

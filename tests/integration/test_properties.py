@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from s3flow.cli import main
+from tests.conftest import put_multipart
 
 MiB = 1024 * 1024
 PROPERTIES = ("ContentType", "CacheControl", "ContentDisposition", "ContentEncoding",
@@ -53,12 +54,13 @@ def run(capsys, *args: str) -> dict:
 def test_multipart_copy_keeps_every_property_of_the_source(store, tmp_path, capsys):
     client, src, dst = store
     expires = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
-    for key, size in (("big.vcf.gz", 12 * MiB), ("small.vcf.gz", 1000)):
-        client.put_object(
-            Bucket=src, Key=key, Body=os.urandom(size), ContentType="application/gzip",
-            CacheControl="max-age=3600", ContentDisposition='attachment; filename="s.vcf.gz"',
-            ContentEncoding="gzip", ContentLanguage="en-GB", Expires=expires,
-            Metadata={"sample": "HG002", "pipeline": "v2.1"}, Tagging="project=giab&tier=cold")
+    properties = dict(
+        ContentType="application/gzip", CacheControl="max-age=3600",
+        ContentDisposition='attachment; filename="s.vcf.gz"', ContentEncoding="gzip",
+        ContentLanguage="en-GB", Expires=expires, Metadata={"sample": "HG002", "pipeline": "v2.1"},
+        Tagging="project=giab&tier=cold")
+    put_multipart(client, src, "big.vcf.gz", os.urandom(12 * MiB), 5 * MiB, **properties)
+    client.put_object(Bucket=src, Key="small.vcf.gz", Body=os.urandom(1000), **properties)
     manifest = tmp_path / "m.csv"
     manifest.write_text(f"s3://{src}/,s3://{dst}/\n")
 
@@ -75,6 +77,30 @@ def test_multipart_copy_keeps_every_property_of_the_source(store, tmp_path, caps
         assert client.get_object_tagging(Bucket=dst, Key=key)["TagSet"] == \
             client.get_object_tagging(Bucket=src, Key=key)["TagSet"]
     assert client.head_object(Bucket=dst, Key="big.vcf.gz")["ETag"].endswith('-3"')
+
+
+def test_etags_match_where_the_store_computes_them_as_s3_does(moto_store, tmp_path, capsys):
+    client, src, dst = moto_store
+    put_multipart(client, src, "run/sample.cram", os.urandom(11 * MiB + 7), 5 * MiB)
+    put_multipart(client, src, "run/odd.cram", os.urandom(13 * MiB), 6 * MiB)
+    client.put_object(Bucket=src, Key="run/single.cram", Body=os.urandom(7 * MiB))
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"s3://{src}/run/,s3://{dst}/run/\n")
+    run(capsys, str(manifest))
+    for key in ("run/sample.cram", "run/odd.cram", "run/single.cram"):
+        assert client.head_object(Bucket=dst, Key=key)["ETag"] == \
+            client.head_object(Bucket=src, Key=key)["ETag"], key
+    # A second sync compares ETags plainly: nothing to copy.
+    assert run(capsys, str(manifest))["skipped"] == 3
+
+
+def test_ignoring_the_source_layout_uses_our_parts(moto_store, tmp_path, capsys):
+    client, src, dst = moto_store
+    put_multipart(client, src, "x.bam", os.urandom(12 * MiB), 6 * MiB)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"s3://{src}/x.bam,s3://{dst}/x.bam\n")
+    run(capsys, str(manifest), "--ignore-source-layout")
+    assert client.head_object(Bucket=dst, Key="x.bam")["ETag"].endswith('-3"')  # 5 MiB parts
 
 
 def test_destination_properties_can_be_set(moto_store, tmp_path, capsys):

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from s3flow.cli import main
-from tests.conftest import listing, run_cli
+from tests.conftest import listing, put_multipart, run_cli
 
 MiB = 1024 * 1024
 SMALL = ["--multipart-threshold-mib", "5", "--part-size-mib", "5"]
@@ -34,10 +34,13 @@ def test_objects_and_prefixes_arrive_byte_for_byte_with_properties(seaweed, buck
     src, dst = buckets("src", "dst")
     c = seaweed.client()
     files = {f"run/r{i:03d}.fastq": os.urandom(1000 + i) for i in range(40)}
-    files["run/big/sample.bam"] = os.urandom(12 * MiB + 5)  # multipart: 3 parts of 5 MiB
     files["run/empty.txt"] = b""
     for key, body in files.items():
         put(c, src, key, body)
+    files["run/big/sample.bam"] = os.urandom(12 * MiB + 5)  # uploaded in 3 parts: copied in 3
+    put_multipart(c, src, "run/big/sample.bam", files["run/big/sample.bam"], 5 * MiB)
+    files["run/big/single-part.bam"] = os.urandom(11 * MiB)  # one PUT: one CopyObject keeps its ETag
+    put(c, src, "run/big/single-part.bam", files["run/big/single-part.bam"])
     put(c, src, "run/big/tagged.cram", os.urandom(11 * MiB), ContentType="application/x-cram",
         Metadata={"sample": "NA12878", "batch": "42"}, Tagging="project=genome&tier=hot")
     put(c, src, "single/report.pdf", b"%PDF" * 100, ContentType="application/pdf",
@@ -64,6 +67,8 @@ def test_objects_and_prefixes_arrive_byte_for_byte_with_properties(seaweed, buck
         assert (head["ContentType"], head["Metadata"]) == (content_type, metadata)
         assert {t["Key"]: t["Value"] for t in c.get_object_tagging(Bucket=dst, Key=key)["TagSet"]} == tags
     assert c.head_object(Bucket=dst, Key="batch-42/big/sample.bam")["ETag"].endswith('-3"')
+    assert c.head_object(Bucket=dst, Key="batch-42/big/single-part.bam")["ETag"] == \
+        c.head_object(Bucket=src, Key="run/big/single-part.bam")["ETag"]
     assert not c.list_multipart_uploads(Bucket=dst).get("Uploads")
 
 

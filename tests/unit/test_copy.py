@@ -1,4 +1,5 @@
 """The copy engine against botocore's Stubber: exact requests, in order (one thread)."""
+import io
 from datetime import datetime, timezone
 
 import pytest
@@ -33,6 +34,9 @@ def expect_head_and_create(stub):
         "ContentLength": SIZE, "ETag": f'"{ETAG}"', "ContentType": "application/x-bam",
         "Metadata": {"sample": "NA12878"}, "LastModified": datetime(2026, 1, 1, tzinfo=timezone.utc),
     }, {"Bucket": SRC.bucket, "Key": SRC.key})
+    # The source's layout: 3 parts of 5 MiB (the ETag says 3, part 1 says 5 MiB).
+    stub.add_response("head_object", {"ContentLength": 5 * MiB, "PartsCount": 3, "ETag": f'"{ETAG}"'},
+                      {"Bucket": SRC.bucket, "Key": SRC.key, "PartNumber": 1})
     stub.add_response("get_object_tagging", {"TagSet": [{"Key": "run", "Value": "42"}]},
                       {"Bucket": SRC.bucket, "Key": SRC.key})
     stub.add_response("create_multipart_upload", {"UploadId": "up-1"}, {
@@ -50,21 +54,34 @@ def item():
     return CopyItem(SRC, DST, line=7, check_destination=False)
 
 
-def test_multipart_copy_pins_every_part_and_carries_properties(stubbed):
+RANGES = [(1, 0, 5 * MiB - 1), (2, 5 * MiB, 10 * MiB - 1), (3, 10 * MiB, SIZE - 1)]
+
+
+def expect_parts_and_complete(stub, final_etag):
+    for number, first, last in RANGES:
+        stub.add_response("upload_part_copy", {"CopyPartResult": {"ETag": f'"p{number}"'}},
+                          part(number, first, last))
+    stub.add_response("complete_multipart_upload", {"ETag": f'"{final_etag}"'}, {
+        "Bucket": DST.bucket, "Key": DST.key, "UploadId": "up-1",
+        "MultipartUpload": {"Parts": [{"ETag": f'"p{n}"', "PartNumber": n} for n in (1, 2, 3)]}})
+
+
+def test_multipart_copy_reproduces_the_source_layout_and_pins_every_part(stubbed):
     stub, copier = stubbed
     expect_head_and_create(stub)
-    ranges = [(1, 0, 5 * MiB - 1), (2, 5 * MiB, 10 * MiB - 1), (3, 10 * MiB, SIZE - 1)]
+    ranges = RANGES
     stub.add_client_error("upload_part_copy", "SlowDown", http_status_code=503,
                           expected_params=part(*ranges[0]))
     for number, first, last in ranges:
         stub.add_response("upload_part_copy", {"CopyPartResult": {"ETag": f'"p{number}"'}},
                           part(number, first, last))
-    stub.add_response("complete_multipart_upload", {"ETag": '"done-3"'}, {
+    stub.add_response("complete_multipart_upload", {"ETag": f'"{ETAG}"'}, {
         "Bucket": DST.bucket, "Key": DST.key, "UploadId": "up-1",
         "MultipartUpload": {"Parts": [{"ETag": f'"p{n}"', "PartNumber": n} for n in (1, 2, 3)]}})
     result = copier.copy(item())
-    assert (result.status, result.detail, result.size, result.line) == (COPIED, "multipart, 3 parts", SIZE, 7)
-    assert result.attempts == 8  # head, tagging, create, 3 parts + 1 retry, complete
+    assert (result.status, result.size, result.line, result.parts) == (COPIED, SIZE, 7, 3)
+    assert result.detail == "multipart, 3 parts (source layout); ETag matches the source"
+    assert result.attempts == 9  # head, head part 1, tagging, create, 3 parts + 1 retry, complete
     stub.assert_no_pending_responses()
 
 
@@ -99,3 +116,64 @@ def test_part_size_grows_to_fit_ten_thousand_parts():
     size = 200 * 1024 * MiB  # 200 GiB
     assert size / config.part_size_for(size) <= 10_000
     assert config.is_multipart(6 * 1024 * MiB)  # over 5 GiB: never a single CopyObject
+
+
+def body(data: bytes) -> dict:
+    from botocore.response import StreamingBody
+
+    return {"Body": StreamingBody(io.BytesIO(data), len(data)), "ContentLength": len(data)}
+
+
+def expect_range_reads(stub, corrupt_part=None):
+    """Source (pinned to its ETag) then copy, range by range."""
+    for number, first, last in RANGES:
+        data = bytes([number]) * (last - first + 1)
+        stub.add_response("get_object", body(data), {
+            "Bucket": SRC.bucket, "Key": SRC.key, "Range": f"bytes={first}-{last}", "IfMatch": f'"{ETAG}"'})
+        copied = b"X" + data[1:] if number == corrupt_part else data
+        stub.add_response("get_object", body(copied), {
+            "Bucket": DST.bucket, "Key": DST.key, "Range": f"bytes={first}-{last}"})
+
+
+def test_etag_that_cannot_match_is_checked_by_content(stubbed):
+    stub, copier = stubbed
+    expect_head_and_create(stub)
+    expect_parts_and_complete(stub, "another-scheme-3")
+    expect_range_reads(stub)
+    result = copier.copy(item())
+    assert result.status == COPIED
+    assert result.detail.endswith("content verified by MD5 of every range")
+    stub.assert_no_pending_responses()
+
+
+def test_copy_whose_content_differs_is_deleted_and_failed(stubbed):
+    stub, copier = stubbed
+    expect_head_and_create(stub)
+    expect_parts_and_complete(stub, "another-scheme-3")
+    expect_range_reads(stub, corrupt_part=2)
+    stub.add_response("delete_object", {}, {"Bucket": DST.bucket, "Key": DST.key})
+    result = copier.copy(item())
+    assert (result.status, result.error_code) == (FAILED, "ChecksumMismatch")
+    assert f"bytes {5 * MiB}-{10 * MiB - 1}" in result.error and "the copy was deleted" in result.error
+    stub.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize("etag, size, expected", [
+    ("a" * 32, 4 * 1024 * MiB, 1),          # single-part source up to 5 GiB: one CopyObject
+    ("a" * 32, 6 * 1024 * MiB, 96),         # over 5 GiB: our 64 MiB parts
+    ("a" * 32 + "-7", 400 * MiB, 7),        # the source's own part count
+    ("a" * 32, 100, 1),
+])
+def test_planned_parts_follow_the_layout_table(etag, size, expected):
+    from s3flow.layout import planned_parts
+
+    assert planned_parts(TransferConfig(), size, etag) == expected
+
+
+def test_source_part_size_must_describe_the_object():
+    from s3flow.layout import source_part_size
+
+    assert source_part_size(12 * MiB, 3, 5 * MiB) == 5 * MiB
+    assert source_part_size(12 * MiB, 2, 5 * MiB) is None   # 2 x 5 MiB cannot hold 12 MiB
+    assert source_part_size(12 * MiB, 3, 1 * MiB) is None   # parts under 5 MiB are not S3's
+    assert source_part_size(12 * MiB, 3, None) is None
