@@ -88,6 +88,19 @@ def moto():
     proc.wait(10)
 
 
+MOTO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                    "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture()
+def moto_env(moto, monkeypatch):
+    """This process's AWS environment set to moto's server; (url, client)."""
+    url, client = moto
+    for name, value in {"AWS_ENDPOINT_URL": url, **MOTO_CREDENTIALS}.items():
+        monkeypatch.setenv(name, value)
+    return url, client
+
+
 @pytest.fixture()
 def prefect_api(prefect_server):
     """Point this process's Prefect client at the session's server."""

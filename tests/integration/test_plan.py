@@ -76,11 +76,8 @@ def test_transfer_dry_run_records_the_plan_as_an_artifact(seaweed, scene, run):
     assert not artifacts(f"{base}-files")  # a dry run adds nothing to the transfer's history
 
 
-def test_archived_objects_are_reported_not_copied(moto, prefect_api, tmp_path, monkeypatch, capsys):
-    url, c = moto
-    for name, value in {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing",
-                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
+def test_archived_objects_are_reported_not_copied(moto_env, prefect_api, tmp_path, capsys):
+    url, c = moto_env
     c.create_bucket(Bucket="cold-src")
     c.create_bucket(Bucket="cold-dst")
     c.put_object(Bucket="cold-src", Key="old/run1.bam", Body=b"a" * 10, StorageClass="DEEP_ARCHIVE")

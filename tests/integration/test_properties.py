@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from s3flow.cli import main
-from tests.conftest import put_multipart
+from tests.conftest import MOTO_CREDENTIALS, put_multipart
 
 MiB = 1024 * 1024
 PROPERTIES = ("ContentType", "CacheControl", "ContentDisposition", "ContentEncoding",
@@ -22,8 +22,7 @@ def _store(kind: str, request, monkeypatch):
         src, dst = request.getfixturevalue("buckets")("src", "dst")
     else:
         url, client = request.getfixturevalue("moto")
-        env = {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing",
-               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+        env = {"AWS_ENDPOINT_URL": url, **MOTO_CREDENTIALS}
         src, dst = f"props-src-{os.urandom(3).hex()}", f"props-dst-{os.urandom(3).hex()}"
         client.create_bucket(Bucket=src)
         client.create_bucket(Bucket=dst)

@@ -137,11 +137,8 @@ def test_key_zoo_and_zero_byte_objects(seaweed, buckets, cli, write_manifest):
             assert got[f"objects/{key}"] == expected
 
 
-def test_double_slash_keys_against_moto(moto, prefect_api, tmp_path, monkeypatch, capsys):
-    url, c = moto
-    for name, value in {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing",
-                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
+def test_double_slash_keys_against_moto(moto_env, prefect_api, tmp_path, capsys):
+    url, c = moto_env
     c.create_bucket(Bucket="moto-src")
     c.create_bucket(Bucket="moto-dst")
     keys = ["a//b", "//leading", "trailing//x", "x/" + "k" * 1000]
@@ -260,11 +257,8 @@ def test_unreachable_endpoint_is_bad_input(buckets, cli, write_manifest, monkeyp
     assert f"cannot reach the source S3 endpoint {dead}" in err and "Traceback" not in err
 
 
-def test_version_id_column_copies_that_version(moto, prefect_api, tmp_path, monkeypatch, capsys):
-    url, c = moto
-    for name, value in {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing",
-                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
+def test_version_id_column_copies_that_version(moto_env, prefect_api, tmp_path, capsys):
+    url, c = moto_env
     c.create_bucket(Bucket="versioned-src")
     c.create_bucket(Bucket="versioned-dst")
     c.put_bucket_versioning(Bucket="versioned-src", VersioningConfiguration={"Status": "Enabled"})
