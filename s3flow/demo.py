@@ -1,8 +1,8 @@
 """`make demo`: a real transfer on an embedded default, start to finish.
 
 Starts SeaweedFS and a Prefect server on loopback, fills a source bucket with a
-sequencing batch of a few thousand objects (a few above the multipart
-threshold), writes a manifest with prefix rows and object rows, runs
+sequencing batch of a few thousand objects (four large ones uploaded in parts,
+which are copied in the same parts), writes a manifest with prefix rows and object rows, runs
 `s3flow transfer` twice (the second run finds nothing to copy), checks the
 destination, prints where the results are, and stops both servers.
 """
@@ -16,7 +16,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from s3flow.local import PrefectServer, SeaweedS3
+from s3flow.local import PrefectServer, SeaweedS3, put_multipart
 
 DEMO = Path(".demo")
 SOURCE, ANALYSIS, ARCHIVE = "sequencer-drop", "analysis", "archive"
@@ -45,9 +45,13 @@ def fill(client, objects: dict[str, int]) -> None:
 
     def put(item):
         key, size = item
-        content_type = "application/cram" if key.endswith(".cram") else "application/octet-stream"
-        client.put_object(Bucket=SOURCE, Key=key, Body=block[:size], ContentType=content_type,
-                          Metadata={"run": "batch-42"}, Tagging="project=demo")
+        properties = dict(Metadata={"run": "batch-42"}, Tagging="project=demo")
+        if key.endswith(".cram"):  # large files arrive in parts, as a sequencer's uploader sends them
+            put_multipart(client, SOURCE, key, block[:size], 8 * MiB, ContentType="application/cram",
+                          **properties)
+        else:
+            client.put_object(Bucket=SOURCE, Key=key, Body=block[:size],
+                              ContentType="application/octet-stream", **properties)
 
     with ThreadPoolExecutor(32) as pool:
         list(pool.map(put, objects.items()))

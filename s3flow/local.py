@@ -69,6 +69,18 @@ def _stop(proc: subprocess.Popen | None, sig=signal.SIGTERM, timeout: float = 15
         proc.wait()
 
 
+def put_multipart(client, bucket: str, key: str, data: bytes, part_size: int, **properties) -> str:
+    """Upload an object in parts, as large files are, so its ETag is "<hash>-N"."""
+    upload = client.create_multipart_upload(Bucket=bucket, Key=key, **properties)
+    parts = []
+    for number, first in enumerate(range(0, len(data), part_size), 1):
+        answer = client.upload_part(Bucket=bucket, Key=key, UploadId=upload["UploadId"],
+                                    PartNumber=number, Body=data[first:first + part_size])
+        parts.append({"ETag": answer["ETag"], "PartNumber": number})
+    return client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"],
+                                            MultipartUpload={"Parts": parts})["ETag"]
+
+
 @dataclass
 class SeaweedS3:
     """`weed mini` with telemetry off, bound to loopback, every port chosen free."""

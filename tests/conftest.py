@@ -27,7 +27,7 @@ for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET
 os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(_HOME / "none")
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
-from s3flow.local import LOOPBACK, PrefectServer, SeaweedS3, free_port  # noqa: E402
+from s3flow.local import LOOPBACK, PrefectServer, SeaweedS3, free_port, put_multipart  # noqa: E402,F401
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -142,18 +142,6 @@ def write_manifest(tmp_path):
         return str(path)
 
     return write
-
-
-def put_multipart(client, bucket: str, key: str, data: bytes, part_size: int, **properties) -> str:
-    """Upload an object in parts, as large files are, so its ETag is "<hash>-N"."""
-    upload = client.create_multipart_upload(Bucket=bucket, Key=key, **properties)
-    parts = []
-    for number, first in enumerate(range(0, len(data), part_size), 1):
-        answer = client.upload_part(Bucket=bucket, Key=key, UploadId=upload["UploadId"],
-                                    PartNumber=number, Body=data[first:first + part_size])
-        parts.append({"ETag": answer["ETag"], "PartNumber": number})
-    return client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"],
-                                            MultipartUpload={"Parts": parts})["ETag"]
 
 
 def listing(client, bucket: str, prefix: str = "") -> dict[str, bytes]:
