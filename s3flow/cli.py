@@ -37,6 +37,12 @@ def parser() -> argparse.ArgumentParser:
         "plan", help="what a transfer would copy, skip and delete, and its request cost",
         description="List and HEAD only; nothing is copied or deleted, no Prefect run is made.")
     _manifest_options(plan)
+    verify = commands.add_parser(
+        "verify", help="compare sources and destinations without copying (exit 1 on differences)",
+        description="Every object the manifest names is compared with its destination by the sync "
+                    "rule (size, ETag, modification time); nothing is copied or deleted. With "
+                    "--delete, destination objects the source lacks count as differences too.")
+    _manifest_options(verify)
     return top
 
 
@@ -95,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     from s3flow.errors import InputError
 
     try:
-        return plan(args) if args.command == "plan" else transfer(args)
+        return {"plan": plan, "verify": verify, "transfer": transfer}[args.command](args)
     except InputError as exc:
         print(f"s3flow: {exc.describe()}", file=sys.stderr)
         return EXIT_INPUT
@@ -123,6 +129,34 @@ def plan(args: argparse.Namespace) -> int:
                               job.missing_buckets, prices).to_json()
     print(json.dumps(result) if args.json else estimate.text(result))
     return EXIT_FAILED if result["failed"]["objects"] else EXIT_OK
+
+
+def verify(args: argparse.Namespace) -> int:
+    from flows.transfer import prepare
+    from s3flow import estimate
+    from s3flow.record import SKIPPED
+
+    job = prepare(**_engine_options(args))
+    differences = []
+    checked = estimate.dry_run(job.config, job.source, job.destination, job.rows, job.missing_buckets,
+                               estimate.load_prices(None), on_results=lambda results: differences.extend(
+                                   r for r in results if r.status != SKIPPED))
+    files = checked.copy.objects + checked.skip.objects + checked.delete.objects + checked.fail.objects
+    found = [{"source": r.source, "destination": r.destination, "status": r.status,
+              "why": r.error or _reason(r.detail)} for r in differences]
+    if args.json:
+        print(json.dumps({"files": files, "identical": checked.skip.objects,
+                          "differences": found}))
+    else:
+        for item in found:
+            print(f"{item['status'].upper():<13}{item['source'] or '-'} -> {item['destination']}: {item['why']}")
+        print(f"{files:,} files checked: {checked.skip.objects:,} identical, {len(found):,} differ")
+    return EXIT_FAILED if found else EXIT_OK
+
+
+def _reason(detail: str) -> str:
+    """A dry run's detail is "<why>: <how it would be copied>"; the why."""
+    return detail.rpartition(": ")[0] or detail
 
 
 def transfer(args: argparse.Namespace) -> int:

@@ -78,14 +78,15 @@ class Copier:
             if source.needs_restore:
                 return result(FAILED, f"InvalidObjectState: the source is in {source.storage_class}: "
                                       "restore it (RestoreObject) before copying")
+            why = item.reason
             if item.check_destination:
                 copy, why = decide(source, self._request(attempts, self.destination.head, item.destination))
                 if not copy:
                     return result(SKIPPED, detail=why)
             if self.config.dry_run:
                 parts = planned_parts(self.config, source.size, source.etag)
-                return result(WOULD_COPY, detail="CopyObject" if parts == 1 else f"multipart, {parts} parts",
-                              parts=parts)
+                method = "CopyObject" if parts == 1 else f"multipart, {parts} parts"
+                return result(WOULD_COPY, detail=f"{why}: {method}" if why else method, parts=parts)
             if single_copy(self.config, source.size, source.etag):
                 self._request(attempts, self.destination.copy_object, source, item.destination,
                               destination_properties(self.config, source))

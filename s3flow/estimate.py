@@ -202,9 +202,10 @@ def _top(counter: Counter) -> list[dict]:
 
 
 def dry_run(config: TransferConfig, source, destination, rows, missing: dict,
-            prices: dict[str, float]) -> Estimate:
+            prices: dict[str, float], on_results=None) -> Estimate:
     """Plan a transfer without Prefect and without changing anything: listings and
-    HEADs only, through the same planner and copier a real transfer uses."""
+    HEADs only, through the same planner and copier a real transfer uses.
+    `on_results`, if given, sees every batch of file results as they come."""
     from dataclasses import replace
 
     from .copy import Copier
@@ -217,12 +218,17 @@ def dry_run(config: TransferConfig, source, destination, rows, missing: dict,
     def work():
         for planned in planner.plan(rows, missing):
             if isinstance(planned, FileResult):
-                estimate.add([planned])
+                seen([planned])
             else:
                 yield planned
 
+    def seen(results: list[FileResult]) -> None:
+        estimate.add(results)
+        if on_results:
+            on_results(results)
+
     with Copier(config, source, destination) as copier:
         for batch in batches(work(), config):
-            estimate.add(copier.run(batch))
+            seen(copier.run(batch))
     estimate.finish(planner.listed_pages, planner.excluded)
     return estimate

@@ -30,6 +30,7 @@ class CopyItem:
     line: int
     source: ObjectInfo | None = None
     check_destination: bool = True  # an object row: compare with the destination first
+    reason: str = ""  # why it is copied (decide's answer), when the listing already told
 
     @property
     def size(self) -> int:
@@ -126,7 +127,8 @@ class Planner:
                     continue
                 copy, why = decide(source, existing.pop(rel, None))
                 if copy:
-                    yield CopyItem(source.ref, target, row.line, source, check_destination=False)
+                    yield CopyItem(source.ref, target, row.line, source, check_destination=False,
+                                   reason=why)
                 else:
                     yield _skipped(source, target, row.line, why)
         except S3Error as exc:

@@ -118,3 +118,34 @@ def test_filters_choose_what_is_copied_and_protect_excluded_objects_from_delete(
     assert (plan["copy"]["objects"], plan["skip"]["objects"], plan["excluded_by_filters"]) == (0, 2, 3)
     assert set(listing(c, dst)) == {"batch/s1/a.bam", "batch/s1/a.bam.bai", "batch/s2/b.bam",
                                      "batch/keep-me.txt"}
+
+
+def test_verify_reports_every_difference_and_copies_nothing(seaweed, buckets, run, write_manifest):
+    src, dst = buckets("src", "dst")
+    c = seaweed.client()
+    for key in ("same", "changed", "missing"):
+        c.put_object(Bucket=src, Key=f"v/{key}", Body=f"source {key}".encode())
+    c.put_object(Bucket=dst, Key="v/same", Body=b"source same")
+    c.put_object(Bucket=dst, Key="v/changed", Body=b"other bytes, other size")
+    c.put_object(Bucket=dst, Key="v/extra", Body=b"only here")
+    manifest = write_manifest(f"s3://{src}/v/,s3://{dst}/v/\ns3://{src}/gone,s3://{dst}/gone\n")
+    before = listing(c, dst)
+
+    code, report, _ = run("verify", manifest, "--json", "--delete")
+
+    assert code == 1
+    assert (report["files"], report["identical"]) == (5, 1)
+    why = {(d["destination"], d["status"]): d["why"] for d in report["differences"]}
+    assert why == {(f"s3://{dst}/v/changed", "would-copy"): "size differs",
+                   (f"s3://{dst}/v/missing", "would-copy"): "new",
+                   (f"s3://{dst}/v/extra", "would-delete"): "not in the source",
+                   (f"s3://{dst}/gone", "failed"): f"NoSuchKey: the source object s3://{src}/gone does not exist"}
+    assert listing(c, dst) == before
+
+    c.put_object(Bucket=dst, Key="v/changed", Body=b"source changed")
+    c.put_object(Bucket=dst, Key="v/missing", Body=b"source missing")
+    code, text, _ = run("verify", f"{manifest}")
+    assert code == 1 and "1 differ" in text  # only the missing source is left
+    only_prefix = write_manifest(f"s3://{src}/v/,s3://{dst}/v/\n", "prefix.csv")
+    code, text, _ = run("verify", only_prefix)
+    assert code == 0 and "3 identical, 0 differ" in text
