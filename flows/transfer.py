@@ -251,6 +251,10 @@ def transfer_manifest(
     with concurrency(concurrency_limit, occupy=slots), \
             Copier(config, job.source, job.destination) as copier:
         listed_pages, excluded = _run(job, copier, progress)
+    if copier.slots.slowdowns:
+        logger.warning("S3 asked this transfer to slow down %d times: it went down to %d requests in "
+                       "flight (of %d) and back up as requests succeeded", copier.slots.slowdowns,
+                       copier.slots.lowest, copier.slots.maximum)
     progress.planning = False
     progress.summary.seconds = time.time() - started
     progress.show()

@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 
 from .config import TransferConfig
 from .layout import etag_parts, planned_parts, ranges, single_copy, source_part_size
-from .errors import S3Error
+from .errors import THROTTLE_CODES, S3Error
 from .plan import CopyItem, DeleteItem, decide
 from .record import (
     COPIED, DELETED, FAILED, SKIPPED, WOULD_COPY, WOULD_DELETE, FileResult, ObjectRef,
@@ -26,6 +26,57 @@ from .storage import ARCHIVE_CLASSES, DELETE_BATCH, ObjectInfo, Storage
 log = logging.getLogger("s3flow.copy")
 
 
+class AdaptiveSlots:
+    """Request slots that S3 can turn down: AIMD, as TCP does it.
+
+    | event                        | requests allowed in flight                      |
+    |------------------------------|--------------------------------------------------|
+    | start                        | maximum (max_concurrency)                        |
+    | S3 throttles (SlowDown, 503) | halved, at least 1; once per second at most, so  |
+    |                              | a burst of throttled requests counts as one      |
+    | `recover` requests succeed   | one more, up to the maximum                      |
+    """
+
+    def __init__(self, maximum: int, recover: int = 50, clock: Callable[[], float] = time.monotonic):
+        self.maximum = self.limit = self.lowest = maximum
+        self.recover = recover
+        self.slowdowns = 0  # times the limit was cut
+        self._clock = clock
+        self._in_use = self._successes = 0
+        self._last_cut = float("-inf")
+        self._changed = threading.Condition()
+
+    def __enter__(self) -> "AdaptiveSlots":
+        with self._changed:
+            self._changed.wait_for(lambda: self._in_use < self.limit)
+            self._in_use += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with self._changed:
+            self._in_use -= 1
+            self._changed.notify()
+
+    def slow_down(self) -> None:
+        with self._changed:
+            now = self._clock()
+            if now - self._last_cut < 1.0:
+                return
+            self._last_cut, self._successes = now, 0
+            self.limit = max(1, self.limit // 2)
+            self.lowest = min(self.lowest, self.limit)
+            self.slowdowns += 1
+            log.info("S3 asked to slow down: %d requests in flight at most", self.limit)
+
+    def succeeded(self) -> None:
+        with self._changed:
+            self._successes += 1
+            if self._successes >= self.recover and self.limit < self.maximum:
+                self.limit += 1
+                self._successes = 0
+                self._changed.notify()
+
+
 class Copier:
     def __init__(self, config: TransferConfig, source: Storage, destination: Storage,
                  retrier: Retrier | None = None) -> None:
@@ -33,7 +84,7 @@ class Copier:
         self.source = source
         self.destination = destination
         self.retrier = retrier or Retrier(config)
-        self._slots = threading.BoundedSemaphore(config.max_concurrency)
+        self.slots = AdaptiveSlots(config.max_concurrency)
         self._files = ThreadPoolExecutor(config.max_concurrency, thread_name_prefix="s3flow-file")
         self._parts = ThreadPoolExecutor(config.max_concurrency, thread_name_prefix="s3flow-part")
 
@@ -57,8 +108,15 @@ class Copier:
     def _request(self, attempts: Attempts, request: Callable, *args):
         """One S3 request, retried on transient errors, holding a request slot per try."""
         def slotted(*call_args):
-            with self._slots:
-                return request(*call_args)
+            with self.slots:
+                try:
+                    answer = request(*call_args)
+                except S3Error as exc:
+                    if exc.code in THROTTLE_CODES:
+                        self.slots.slow_down()
+                    raise
+            self.slots.succeeded()
+            return answer
 
         return self.retrier.call(slotted, *args, attempts=attempts)
 

@@ -22,6 +22,13 @@ TRANSIENT_CODES = frozenset({
     "ConnectionError", "Timeout",
 })
 
+# Codes by which S3 asks a client to send fewer requests: besides the retry, the
+# transfer halves its requests in flight (copy.AdaptiveSlots).
+THROTTLE_CODES = frozenset({
+    "SlowDown", "503", "ServiceUnavailable", "Throttling", "ThrottlingException",
+    "TooManyRequests", "TooManyRequestsException", "RequestLimitExceeded",
+})
+
 # Codes that make a whole bucket unusable: planning reports them once per bucket.
 BUCKET_CODES = frozenset({"NoSuchBucket", "AccessDenied", "AllAccessDisabled"})
 

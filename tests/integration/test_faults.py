@@ -56,6 +56,15 @@ def test_every_object_arrives_under_20_percent_injected_faults(seaweed, buckets,
     retried = [row for row in rows if row["attempts"] > 1]
     assert len(retried) > 100  # the per-file records show the retries
     assert not c.list_multipart_uploads(Bucket=dst).get("Uploads")
+    # Adaptive back-off: the SlowDowns made the transfer lower its requests in flight.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    time.sleep(2)  # logs reach the server in batches
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(
+            any_=[state.state_details.flow_run_id])))
+    assert any("asked this transfer to slow down" in log.message for log in logs)
 
 
 def test_permanent_access_denied_fails_those_files_only(seaweed, buckets, proxy, prefect_api,
