@@ -30,6 +30,7 @@ from prefect.utilities.annotations import quote
 from prefect.utilities.urls import url_for
 
 from blocks.credentials import endpoint_from_block
+from flows.status import BATCH_MARK
 from s3flow import estimate
 from s3flow import filters as filter_rules
 from s3flow import manifest as manifests
@@ -119,8 +120,17 @@ def copy_batch(number: int, items: list, transfer_id: str) -> list[FileResult]:
     """Copy one batch of files with the transfer's Copier; one result per file.
 
     S3 errors never raise here (each file's retries and failure are in its result);
-    the task's own retries are for the unexpected, and re-copying is idempotent."""
-    return _copiers[transfer_id].run(items)
+    the task's own retries are for the unexpected, and re-copying is idempotent.
+    The batch's files are recorded at once, so `s3flow status` sees them mid-transfer."""
+    results = _copiers[transfer_id].run(items)
+    _record(results, f"batch {number}")
+    return results
+
+
+def _record(results: list[FileResult], what: str) -> None:
+    if results:
+        create_table_artifact(table=[result.row() for result in results],
+                              description=f"{BATCH_MARK}: {what}")
 
 
 def ensure_concurrency_limit(name: str, slots: int = CONCURRENCY_LIMIT_SLOTS) -> int:
@@ -294,12 +304,17 @@ def _run(job: Prepared, copier: Copier, progress: _Progress) -> tuple[int, int]:
                 progress.add([_unexpected(item, exc) for item in batch])
 
     planner = Planner(job.config, job.source, job.destination)
+    settled: list[FileResult] = []  # files the planning decided (skips, missing buckets)
 
     def work():
         for planned in planner.plan(job.rows, job.missing_buckets):
             if isinstance(planned, FileResult):
                 progress.planned += 1
                 progress.add([planned])
+                settled.append(planned)
+                if len(settled) >= job.config.batch_files:
+                    _record(settled, "planning")
+                    settled.clear()
             else:
                 yield planned
 
@@ -309,6 +324,7 @@ def _run(job: Prepared, copier: Copier, progress: _Progress) -> tuple[int, int]:
             pending.append((copy_batch.submit(number, quote(batch), transfer_id), batch))
             harvest(keep=2 * BATCHES_IN_FLIGHT)
         progress.planning = False
+        _record(settled, "planning")
         harvest(keep=0)
     finally:
         _copiers.pop(transfer_id, None)

@@ -43,6 +43,13 @@ def parser() -> argparse.ArgumentParser:
                     "rule (size, ETag, modification time); nothing is copied or deleted. With "
                     "--delete, destination objects the source lacks count as differences too.")
     _manifest_options(verify)
+    status = commands.add_parser(
+        "status", help="a transfer's file-wise status, while it runs or after",
+        description="Read from the Prefect API (PREFECT_API_URL) what a transfer-manifest run did "
+                    "with every file: counts, bytes, rate, and the files.")
+    status.add_argument("flow_run_id", help="the flow run's id (printed by `s3flow transfer`)")
+    status.add_argument("--json", action="store_true", help="print one JSON object, rows included")
+    status.add_argument("--all", action="store_true", help="list every file, not only failures")
     return top
 
 
@@ -101,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     from s3flow.errors import InputError
 
     try:
-        return {"plan": plan, "verify": verify, "transfer": transfer}[args.command](args)
+        return {"plan": plan, "verify": verify, "transfer": transfer, "status": status}[args.command](args)
     except InputError as exc:
         print(f"s3flow: {exc.describe()}", file=sys.stderr)
         return EXIT_INPUT
@@ -152,6 +159,29 @@ def verify(args: argparse.Namespace) -> int:
             print(f"{item['status'].upper():<13}{item['source'] or '-'} -> {item['destination']}: {item['why']}")
         print(f"{files:,} files checked: {checked.skip.objects:,} identical, {len(found):,} differ")
     return EXIT_FAILED if found else EXIT_OK
+
+
+def status(args: argparse.Namespace) -> int:
+    from flows.status import transfer_status
+    from s3flow.report import human_bytes
+
+    found = transfer_status(args.flow_run_id)
+    if args.json:
+        print(json.dumps(found))
+        return EXIT_OK
+    so_far = "" if found["complete"] else " (so far: the run has not recorded its final table)"
+    print(f"flow run   {found['flow_run_id']} ({found['flow_run_name']}): {found['state']}{so_far}")
+    if found["state_message"]:
+        print(f"           {found['state_message']}")
+    counts = ", ".join(f"{n:,} {status}" for status, n in found["counts"].items()) or "none yet"
+    print(f"files      {found['files']:,}: {counts}")
+    print(f"copied     {human_bytes(found['bytes_copied'])} in {found['seconds']:.1f} s "
+          f"({found['bytes_per_second'] / 1e6:.1f} MB/s)")
+    for row in found["rows"]:
+        if args.all or row["status"] == "failed":
+            print(f"{row['status'].upper():<9}{row['source'] or '-'} -> {row['destination']}"
+                  + (f": {row['error']}" if row["error"] else ""))
+    return EXIT_OK
 
 
 def _reason(detail: str) -> str:

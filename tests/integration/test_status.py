@@ -1,0 +1,75 @@
+"""`s3flow status <flow-run-id>` while a transfer runs, after it ends, and for unknown ids."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.sorting import FlowRunSort
+
+from s3flow.cli import main
+from tests.conftest import VENV_BIN
+from tests.faultproxy import Faults
+from tests.integration.test_faults import fill, proxy  # noqa: F401  (the fixture)
+
+
+def running_transfer(timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(any_=[StateType.RUNNING]))),
+                sort=FlowRunSort.START_TIME_DESC, limit=1)
+            if runs:
+                return str(runs[0].id)
+            time.sleep(0.3)
+    raise AssertionError("no transfer started")
+
+
+def status(capsys, run_id: str) -> dict:
+    assert main(["status", run_id, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_status_while_running_and_after(seaweed, prefect_server, prefect_api, buckets, proxy,  # noqa: F811
+                                        write_manifest, capsys):
+    src, dst = buckets("src", "dst")
+    c = seaweed.client()
+    fill(c, src, 2000)
+    manifest = write_manifest(f"s3://{src}/reads/,s3://{dst}/reads/\n", "status.csv")
+    proxy.faults = Faults(delay=0.01)
+    env = {**os.environ, **prefect_server.env(), "AWS_ENDPOINT_URL": proxy.url}
+    transfer = subprocess.Popen(
+        [str(VENV_BIN / "s3flow"), "transfer", manifest, "--concurrency", "4", "--batch-files", "100"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run_id = running_transfer()
+
+    deadline = time.monotonic() + 60
+    while (during := status(capsys, run_id))["files"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert transfer.poll() is None, "the transfer ended before its status could be read mid-way"
+    assert during["state"] == "RUNNING" and not during["complete"]
+    assert 0 < during["files"] < 2000 and during["counts"] == {"copied": during["files"]}
+
+    assert transfer.wait(timeout=300) == 0
+    after = status(capsys, run_id)
+    assert after["state"] == "COMPLETED" and after["complete"]
+    assert (after["files"], after["counts"]) == (2000, {"copied": 2000})
+    assert after["bytes_copied"] == sum(row["size"] for row in after["rows"]) > 0
+    assert main(["status", run_id]) == 0
+    text = capsys.readouterr().out
+    assert f"{run_id}" in text and "COMPLETED" in text and "2,000 copied" in text
+
+
+def test_status_of_an_unknown_run_says_so(prefect_api, capsys):
+    missing = str(uuid.uuid4())
+    assert main(["status", missing]) == 2
+    assert f"no flow run {missing}" in capsys.readouterr().err
+    assert main(["status", "batch-42"]) == 2
+    assert "is not a flow run id" in capsys.readouterr().err
