@@ -29,8 +29,12 @@ THROTTLE_CODES = frozenset({
     "TooManyRequests", "TooManyRequestsException", "RequestLimitExceeded",
 })
 
-# Codes that make a whole bucket unusable: planning reports them once per bucket.
-BUCKET_CODES = frozenset({"NoSuchBucket", "AccessDenied", "AllAccessDisabled"})
+# Codes that say the credentials themselves are wrong (not a missing permission):
+# bad input, reported before anything is copied.
+CREDENTIAL_CODES = frozenset({
+    "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
+    "TokenRefreshRequired",
+})
 
 
 def is_transient(code: str) -> bool:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from .config import TransferConfig
-from .errors import InputError, S3Error
+from .errors import CREDENTIAL_CODES, InputError, S3Error
 from .filters import included
 from .manifest import ManifestRow
 from .record import FAILED, SKIPPED, FileResult, ObjectRef
@@ -166,6 +166,12 @@ def check_buckets(rows: list[ManifestRow], source: Storage, destination: Storage
                 raise
             if code == "NoSuchBucket":
                 missing[bucket] = (code, f"the {side} bucket {bucket!r} does not exist")
+            elif code == "AccessDenied":
+                refused = retrier.call(storage.credentials_error, bucket)
+                if refused in CREDENTIAL_CODES:
+                    raise InputError(f"the {side} credentials are not valid at {storage.endpoint_url} "
+                                     f"({refused}): check the access key and secret, or the "
+                                     "credentials block")
     return missing
 
 

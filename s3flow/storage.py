@@ -100,6 +100,18 @@ class Storage:
             return "NoSuchBucket" if exc.code == "NoSuchKey" else exc.code
         return None
 
+    def credentials_error(self, bucket: str) -> str | None:
+        """The code S3 gives these credentials for a one-key listing, if it refuses them
+        (HEAD answers carry no error code, so a refused HeadBucket asks again here)."""
+        try:
+            with _translated(bucket, ""):
+                self._client.list_objects_v2(Bucket=bucket, MaxKeys=1, **self._payer)
+        except S3Error as exc:
+            if exc.transient:
+                raise
+            return exc.code
+        return None
+
     def head(self, ref: ObjectRef) -> ObjectInfo | None:
         """The object's size, ETag and properties; None if it does not exist."""
         try:

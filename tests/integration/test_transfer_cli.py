@@ -245,6 +245,11 @@ def test_real_process_prints_one_json_object_and_exit_codes(seaweed, prefect_ser
     done = run_cli(["transfer", good], {**env, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})
     assert done.returncode == 2 and "credentials" in done.stderr and "Traceback" not in done.stderr
 
+    done = run_cli(["transfer", good], {**env, "AWS_ACCESS_KEY_ID": "nobody-we-know"})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "the source credentials are not valid" in done.stderr and "InvalidAccessKeyId" in done.stderr
+    assert listing(seaweed.client(), dst) == {"k": b"v"}  # only the first, good run copied
+
 
 def test_unreachable_endpoint_is_bad_input(buckets, cli, write_manifest, monkeypatch):
     from s3flow.local import free_port
