@@ -1,8 +1,9 @@
-"""The `s3flow` command.
+"""The `s3flow` command: transfer, plan, verify, status.
 
-Exit codes: 0 every file copied or skipped; 1 some file failed (or the run
-failed for another reason); 2 bad input (manifest, options, credentials), with
-nothing copied.
+Exit codes: 0 every file copied or skipped (plan: nothing would fail; verify:
+no difference); 1 some file failed, or the run failed for another reason (plan:
+some file would fail; verify: a difference); 2 bad input (manifest, options,
+credentials, an unreachable endpoint, an unknown run id), with nothing copied.
 """
 from __future__ import annotations
 
