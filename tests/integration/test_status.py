@@ -6,9 +6,12 @@ import os
 import subprocess
 import time
 import uuid
+from datetime import datetime, timezone
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+from prefect.client.schemas.filters import (
+    FlowRunFilter, FlowRunFilterStartTime, FlowRunFilterState, FlowRunFilterStateType,
+)
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
 
@@ -18,13 +21,16 @@ from tests.faultproxy import Faults
 from tests.integration.test_faults import fill, proxy  # noqa: F401  (the fixture)
 
 
-def running_transfer(timeout: float = 60) -> str:
+def running_transfer(since: datetime, timeout: float = 60) -> str:
+    """The run that started after `since` and is running (an earlier test's killed run
+    stays RUNNING on the session's server, so time tells ours apart)."""
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline:
             runs = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
-                    type=FlowRunFilterStateType(any_=[StateType.RUNNING]))),
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING])),
+                    start_time=FlowRunFilterStartTime(after_=since)),
                 sort=FlowRunSort.START_TIME_DESC, limit=1)
             if runs:
                 return str(runs[0].id)
@@ -45,10 +51,11 @@ def test_status_while_running_and_after(seaweed, prefect_server, prefect_api, bu
     manifest = write_manifest(f"s3://{src}/reads/,s3://{dst}/reads/\n", "status.csv")
     proxy.faults = Faults(delay=0.01)
     env = {**os.environ, **prefect_server.env(), "AWS_ENDPOINT_URL": proxy.url}
+    since = datetime.now(timezone.utc)
     transfer = subprocess.Popen(
         [str(VENV_BIN / "s3flow"), "transfer", manifest, "--concurrency", "4", "--batch-files", "100"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    run_id = running_transfer()
+    run_id = running_transfer(since)
 
     deadline = time.monotonic() + 60
     while (during := status(capsys, run_id))["files"] == 0 and time.monotonic() < deadline:
