@@ -7,7 +7,9 @@ Prefect bookkeeping), and keeps every file's result in artifacts.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -22,9 +24,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import concurrency
-from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.client.schemas.objects import StateType
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, TerminationSignal
 from prefect.runtime import flow_run
-from prefect.states import Failed
+from prefect.states import Cancelled, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 from prefect.utilities.urls import url_for
@@ -38,8 +41,8 @@ from s3flow.config import MiB, TransferConfig
 from s3flow.copy import Copier
 from s3flow.errors import InputError, S3Error
 from s3flow.manifest import ManifestRow
-from s3flow.plan import Planner, batches, check_buckets
-from s3flow.record import FAILED, FileResult
+from s3flow.plan import Batcher, Planner, cancelled_rows, check_buckets
+from s3flow.record import CANCELLED, FAILED, FileResult
 from s3flow.report import TOP_FAILURES, Summary
 from s3flow.retry import Retrier
 from s3flow.storage import Storage
@@ -48,6 +51,7 @@ CONCURRENCY_LIMIT = "s3flow-requests"  # global limit: S3 requests in flight, al
 CONCURRENCY_LIMIT_SLOTS = 256  # its size when we create it
 BATCHES_IN_FLIGHT = 8  # batch task runs at once; the Copier's slots bound the requests
 PROGRESS_EVERY = 1.0  # seconds between progress artifact updates
+CANCEL_GRACE = 20.0  # seconds a cancelled transfer waits for requests in flight (a worker allows 30)
 
 _copiers: dict[str, Copier] = {}  # the running transfers of this process, by id
 
@@ -158,6 +162,7 @@ class _Progress:
     planning: bool = True
     artifact_id: uuid.UUID | None = None
     last_update: float = 0.0
+    stopped_by: BaseException | None = None  # the signal that cancelled the run, if one did
 
     def add(self, results: list[FileResult]) -> None:
         self.results.extend(results)
@@ -268,9 +273,12 @@ def transfer_manifest(
     progress.planning = False
     progress.summary.seconds = time.time() - started
     progress.show()
-    if dry_run:
+    if dry_run and not copier.cancelled:
         return _finish_plan(job, progress, manifest, (listed_pages, excluded), price_table)
-    return _finish(progress, manifest, logger)
+    final = _finish(progress, manifest, logger, cancelled=copier.cancelled)
+    if isinstance(progress.stopped_by, TerminationSignal):
+        raise progress.stopped_by  # the engine and the worker take the run to Cancelled
+    return final
 
 
 def _finish_plan(job: Prepared, progress: _Progress, manifest: str, listing: tuple[int, int],
@@ -289,48 +297,122 @@ def _finish_plan(job: Prepared, progress: _Progress, manifest: str, listing: tup
 
 def _run(job: Prepared, copier: Copier, progress: _Progress) -> tuple[int, int]:
     """Plan and copy at once: batches are handed out while listings still stream,
-    with at most 2 x BATCHES_IN_FLIGHT batches waiting, so memory stays bounded."""
+    with at most 2 x BATCHES_IN_FLIGHT batches waiting, so memory stays bounded.
+
+    A cancel (the run set Cancelling, the worker's SIGTERM, Ctrl-C) stops it as
+    the table in s3flow/copy.py says; every file planned so far gets its result,
+    and every manifest row not fully planned one row-level `cancelled` result."""
     transfer_id = str(uuid.uuid4())
     _copiers[transfer_id] = copier
     pending: list = []
+    numbers = itertools.count(1)
 
-    def harvest(keep: int) -> None:
+    def harvest(keep: int, deadline: float | None = None) -> None:
         """Collect finished batches, oldest first; wait while more than `keep` are pending."""
         while pending and (len(pending) > keep or pending[0][0].wrapped_future.done()):
-            future, batch = pending.pop(0)
+            future, batch = pending[0]
+            if deadline is not None:
+                future.wait(max(0.0, deadline - time.monotonic()))
+                if not future.wrapped_future.done():
+                    progress.add([_in_flight(item) for item in batch])
+                    pending.pop(0)
+                    continue
             try:
-                progress.add(future.result())
+                results = future.result()
             except Exception as exc:  # a bug in a batch: its files are failed, never lost
-                progress.add([_unexpected(item, exc) for item in batch])
+                results = [_unexpected(item, exc) for item in batch]
+            pending.pop(0)  # only now: a signal while waiting loses nothing
+            progress.add(results)
+
+    def submit(batch: list) -> None:
+        pending.append((copy_batch.submit(next(numbers), quote(batch), transfer_id), batch))
 
     planner = Planner(job.config, job.source, job.destination)
+    batcher = Batcher(job.config)
     settled: list[FileResult] = []  # files the planning decided (skips, missing buckets)
-
-    def work():
-        for planned in planner.plan(job.rows, job.missing_buckets):
-            if isinstance(planned, FileResult):
-                progress.planned += 1
-                progress.add([planned])
-                settled.append(planned)
-                if len(settled) >= job.config.batch_files:
-                    _record(settled, "planning")
-                    settled.clear()
-            else:
-                yield planned
-
+    watch = _CancelWatch(copier)
+    stopped: BaseException | None = None
     try:
-        for number, batch in enumerate(batches(work(), job.config), 1):
-            progress.planned += len(batch)
-            pending.append((copy_batch.submit(number, quote(batch), transfer_id), batch))
-            harvest(keep=2 * BATCHES_IN_FLIGHT)
+        try:
+            for planned in planner.plan(job.rows, job.missing_buckets):
+                progress.planned += 1
+                if isinstance(planned, FileResult):
+                    progress.add([planned])
+                    settled.append(planned)
+                    if len(settled) >= job.config.batch_files:
+                        _record(settled, "planning")
+                        settled.clear()
+                    continue
+                for batch in batcher.add(planned):
+                    submit(batch)
+                    harvest(keep=2 * BATCHES_IN_FLIGHT)
+                if copier.cancelled:
+                    break
+        except (TerminationSignal, KeyboardInterrupt) as signal:
+            stopped = signal
+            copier.cancel()
+        deadline = time.monotonic() + CANCEL_GRACE if copier.cancelled else None
+        while True:  # a second signal while winding down must not lose the results
+            try:
+                for batch in batcher.flush():
+                    submit(batch)
+                harvest(keep=0, deadline=deadline)
+                break
+            except (TerminationSignal, KeyboardInterrupt) as signal:
+                stopped = stopped or signal
+                copier.cancel()
+                deadline = deadline or time.monotonic() + CANCEL_GRACE
         progress.planning = False
+        if copier.cancelled:
+            unplanned = cancelled_rows(job.rows, planner.rows_done)
+            progress.add(unplanned)
+            settled.extend(unplanned)
         _record(settled, "planning")
-        harvest(keep=0)
     finally:
+        watch.stop()
         _copiers.pop(transfer_id, None)
     if planner.excluded:
         get_run_logger().info("filters left out %d source objects", planner.excluded)
+    if stopped is not None:
+        progress.stopped_by = stopped
     return planner.listed_pages, planner.excluded
+
+
+class _CancelWatch:
+    """Cancels the copier when the run is set Cancelling (the UI, `prefect flow-run
+    cancel`). A worker's run also gets SIGTERM; a run of `s3flow transfer` gets only this."""
+
+    def __init__(self, copier: Copier, every: float = 2.0) -> None:
+        self._stop = threading.Event()
+        self._copier = copier
+        self._every = every
+        self._run_id = flow_run.id
+        if self._run_id:
+            threading.Thread(target=self._poll, name="s3flow-cancel-watch", daemon=True).start()
+
+    def _poll(self) -> None:
+        with get_client(sync_client=True) as client:
+            while not self._stop.wait(self._every):
+                try:
+                    state = client.read_flow_run(self._run_id).state
+                except Exception:  # the API away for a moment: look again next time
+                    continue
+                if state is not None and state.type in (StateType.CANCELLING, StateType.CANCELLED):
+                    get_run_logger().warning("the run was cancelled: stopping the transfer")
+                    self._copier.cancel()
+                    return
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _in_flight(item) -> FileResult:
+    source = getattr(item, "source_ref", None)
+    now = time.time()
+    return FileResult(source.uri if source else "", item.destination.uri, CANCELLED, started=now,
+                      ended=now, line=item.line,
+                      error=f"Cancelled: still in flight {CANCEL_GRACE:.0f} s after the cancel; it may "
+                            "or may not have been copied: the next run of this transfer checks it")
 
 
 def _unexpected(item, exc: Exception) -> FileResult:
@@ -340,7 +422,7 @@ def _unexpected(item, exc: Exception) -> FileResult:
                       started=now, ended=now, error=f"InternalError: {exc!r}", line=item.line)
 
 
-def _finish(progress: _Progress, manifest: str, logger):
+def _finish(progress: _Progress, manifest: str, logger, cancelled: bool = False):
     summary, base = progress.summary, progress.base
     run_url = url_for("flow-run", obj_id=flow_run.id)
     create_table_artifact(
@@ -348,7 +430,7 @@ def _finish(progress: _Progress, manifest: str, logger):
         description=f"Every file of {manifest}: {summary.headline()}")
     create_markdown_artifact(
         key=f"{base}-summary", description=f"Summary of {manifest}",
-        markdown=summary.markdown(f"Transfer {manifest}", {
+        markdown=summary.markdown(f"Transfer {manifest}" + (" (cancelled)" if cancelled else ""), {
             "Per-file table": f"artifact `{base}-files`", "Flow run": run_url or flow_run.id}))
     logger.info(summary.headline())
     for failure in summary.failures[:TOP_FAILURES]:
@@ -357,6 +439,9 @@ def _finish(progress: _Progress, manifest: str, logger):
         logger.warning("... and %d more failed files: see artifact %s-files",
                        summary.failed - TOP_FAILURES, base)
     result = summary.to_json()
+    if cancelled:
+        return Cancelled(message=f"cancelled: {summary.headline()}",
+                         data=result)
     if summary.failed:
         codes = ", ".join(f"{code} x{n}" for code, n in summary.error_codes.most_common(5))
         return Failed(message=f"{summary.failed} of {summary.files} files failed ({codes}): "

@@ -1,9 +1,11 @@
 """The `s3flow` command: transfer, plan, verify, status.
 
 Exit codes: 0 every file copied or skipped (plan: nothing would fail; verify:
-no difference); 1 some file failed, or the run failed for another reason (plan:
+no difference); 1 some file failed, the transfer was cancelled (the UI, `prefect
+flow-run cancel`, Ctrl-C), or the run failed for another reason (plan:
 some file would fail; verify: a difference); 2 bad input (manifest, options,
-credentials, an unreachable endpoint, an unknown run id), with nothing copied.
+credentials, an unreachable endpoint, an unknown run id), with nothing copied;
+130 interrupted (Ctrl-C) before a transfer started.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import json
 import os
 import sys
 
-EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -113,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"s3flow: {exc.describe()}", file=sys.stderr)
         return EXIT_INPUT
+    except KeyboardInterrupt:  # before a transfer started; a running one records what it did
+        print("s3flow: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _engine_options(args: argparse.Namespace) -> dict:
@@ -213,6 +218,10 @@ def transfer(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         _print_summary(result, state, artifact_base(args.manifest, args.transfer_name))
+    if state.is_cancelled():
+        print("s3flow: the transfer was cancelled: files not copied are recorded as cancelled; "
+              "run the same command again to finish it", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_FAILED if result["failed"] else EXIT_OK
 
 

@@ -4,6 +4,17 @@ A Copier owns the threads of one transfer. Every S3 request takes one of
 `max_concurrency` request slots while it runs, so a transfer never has more
 requests in flight than that, however its files and parts are mixed; a file
 waiting for its parts holds no slot, so files and parts cannot starve each other.
+
+`Copier.cancel()` stops a transfer without leaving anything half-done:
+
+| the file when cancel() is called   | its result                                             |
+|------------------------------------|--------------------------------------------------------|
+| not started, or still in HEADs     | cancelled: nothing was written                         |
+| a CopyObject already sent          | copied (one request: it finishes, and is checked)      |
+| a multipart copy with parts left   | cancelled: no more parts are sent, the upload is aborted |
+| all parts copied                   | copied: CompleteMultipartUpload is sent and checked    |
+| waiting to retry (backoff)         | wakes at once, then as above                           |
+| a delete not yet sent              | cancelled: not deleted                                 |
 """
 from __future__ import annotations
 
@@ -18,7 +29,7 @@ from .layout import etag_parts, planned_parts, ranges, single_copy, source_part_
 from .errors import THROTTLE_CODES, S3Error
 from .plan import CopyItem, DeleteItem, decide
 from .record import (
-    COPIED, DELETED, FAILED, SKIPPED, WOULD_COPY, WOULD_DELETE, FileResult, ObjectRef,
+    CANCELLED, COPIED, DELETED, FAILED, SKIPPED, WOULD_COPY, WOULD_DELETE, FileResult, ObjectRef,
 )
 from .retry import Attempts, Retrier
 from .storage import ARCHIVE_CLASSES, DELETE_BATCH, ObjectInfo, Storage
@@ -83,7 +94,8 @@ class Copier:
         self.config = config
         self.source = source
         self.destination = destination
-        self.retrier = retrier or Retrier(config)
+        self._cancelled = threading.Event()
+        self.retrier = retrier or Retrier(config, sleep=self._cancelled.wait)  # backoff wakes on cancel
         self.slots = AdaptiveSlots(config.max_concurrency)
         self._files = ThreadPoolExecutor(config.max_concurrency, thread_name_prefix="s3flow-file")
         self._parts = ThreadPoolExecutor(config.max_concurrency, thread_name_prefix="s3flow-part")
@@ -91,6 +103,18 @@ class Copier:
     def close(self) -> None:
         self._files.shutdown(wait=True, cancel_futures=True)
         self._parts.shutdown(wait=True, cancel_futures=True)
+
+    def cancel(self) -> None:
+        """Stop the transfer as the module's table says; safe from any thread."""
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def _go(self, what: str = "the transfer was cancelled before this file was copied") -> None:
+        if self._cancelled.is_set():
+            raise S3Error(CANCELLED_CODE, what)
 
     def __enter__(self) -> "Copier":
         return self
@@ -132,6 +156,7 @@ class Copier:
                 etag=source.etag if source else "", line=item.line, parts=parts)
 
         try:
+            self._go()
             source = self._current_source(item, attempts)
             if source.needs_restore:
                 return result(FAILED, f"InvalidObjectState: the source is in {source.storage_class}: "
@@ -145,6 +170,7 @@ class Copier:
                 parts = planned_parts(self.config, source.size, source.etag)
                 method = "CopyObject" if parts == 1 else f"multipart, {parts} parts"
                 return result(WOULD_COPY, detail=f"{why}: {method}" if why else method, parts=parts)
+            self._go()
             if single_copy(self.config, source.size, source.etag):
                 self._request(attempts, self.destination.copy_object, source, item.destination,
                               destination_properties(self.config, source))
@@ -152,7 +178,8 @@ class Copier:
             else:
                 detail, parts = self._copy_multipart(source, item.destination, attempts)
         except S3Error as exc:
-            return result(FAILED, f"{exc.code}: {exc.message or exc.describe()}")
+            status = CANCELLED if exc.code == CANCELLED_CODE else FAILED
+            return result(status, f"{exc.code}: {exc.message or exc.describe()}")
         return result(COPIED, detail=detail, parts=parts)
 
     def _current_source(self, item: CopyItem, attempts: Attempts) -> ObjectInfo:
@@ -178,9 +205,14 @@ class Copier:
         tags = self._request(attempts, self.source.tags, source.ref)
         upload_id = self._request(attempts, self.destination.create_multipart, source, destination, tags,
                                   destination_properties(self.config, source))
+        def one_part(number: int, first: int, last: int) -> str:
+            self._go("cancelled part-way through a multipart copy: the upload was aborted, "
+                     "nothing was written")
+            return self._request(attempts, self.destination.copy_part, source, destination, upload_id,
+                                 number, first, last)
+
         try:
-            etags = self._each_range(source.size, part, attempts, lambda number, first, last: self._request(
-                attempts, self.destination.copy_part, source, destination, upload_id, number, first, last))
+            etags = self._each_range(source.size, part, attempts, one_part)
             etag = self._request(attempts, self.destination.complete_multipart, destination, upload_id, etags)
         except BaseException:
             self._abort(destination, upload_id)
@@ -266,6 +298,11 @@ class Copier:
 
     def _delete_chunk(self, bucket: str, chunk: list[DeleteItem]) -> list[FileResult]:
         attempts, started = Attempts(), time.time()
+        if self.cancelled:
+            return [FileResult("", item.destination.uri, CANCELLED, size=item.size, started=started,
+                               ended=started, error=f"{CANCELLED_CODE}: the transfer was cancelled "
+                               "before this object was deleted", detail="not in the source", line=item.line)
+                    for item in chunk]
         if self.config.dry_run:
             return [FileResult("", item.destination.uri, WOULD_DELETE, size=item.size, started=started,
                                ended=started, detail="not in the source", line=item.line)
@@ -299,6 +336,9 @@ def destination_properties(config: TransferConfig, source: ObjectInfo) -> dict:
         "StorageClass": config.storage_class or (source.storage_class if keep else None),
         "ServerSideEncryption": config.sse, "SSEKMSKeyId": config.sse_kms_key_id, "ACL": config.acl,
     }
+
+
+CANCELLED_CODE = "Cancelled"  # the error code of a cancelled file's result
 
 
 class _Skipped(Exception):

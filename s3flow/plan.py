@@ -16,7 +16,7 @@ from .config import TransferConfig
 from .errors import CREDENTIAL_CODES, InputError, S3Error
 from .filters import included
 from .manifest import ManifestRow
-from .record import FAILED, SKIPPED, FileResult, ObjectRef
+from .record import CANCELLED, FAILED, SKIPPED, FileResult, ObjectRef
 from .retry import Retrier
 from .storage import ObjectInfo, Storage
 
@@ -90,6 +90,7 @@ class Planner:
         self.retrier = retrier or Retrier(config)
         self.listed_pages = 0  # ListObjectsV2 requests made, for the plan's request count
         self.excluded = 0  # source objects that filters left out
+        self.rows_done = 0  # manifest rows whose every file has been planned
 
     def plan(self, rows: Iterable[ManifestRow], missing: dict[str, tuple[str, str]] | None = None
              ) -> Iterator[Planned]:
@@ -97,17 +98,19 @@ class Planner:
         rows = list(rows)
         if missing is None:
             missing = check_buckets(rows, self.source, self.destination, self.retrier)
+        self.rows_done = 0
         for row in rows:
             error = missing.get(row.source.bucket) or missing.get(row.destination.bucket)
-            if not row.is_prefix:
-                if error:
-                    yield _failed(row.source, row.destination, row.line, *error)
-                else:
-                    yield CopyItem(row.source, row.destination, row.line)
-            elif row.source.bucket in missing:
-                yield _failed(row.source, row.destination, row.line, *missing[row.source.bucket])
-            else:
+            if row.is_prefix and row.source.bucket not in missing:
                 yield from self._sync(row, missing.get(row.destination.bucket))
+                self.rows_done += 1
+                continue
+            if not row.is_prefix and not error:
+                single: Planned = CopyItem(row.source, row.destination, row.line)
+            else:
+                single = _failed(row.source, row.destination, row.line, *(error or missing[row.source.bucket]))
+            self.rows_done += 1  # counted before it is handed out: its one file is planned
+            yield single
 
     def _sync(self, row: ManifestRow, destination_error: tuple[str, str] | None) -> Iterator[Planned]:
         src, dst = row.source, row.destination
@@ -175,21 +178,54 @@ def check_buckets(rows: list[ManifestRow], source: Storage, destination: Storage
     return missing
 
 
-def batches(items: Iterable[CopyItem | DeleteItem], config: TransferConfig) -> Iterator[list]:
-    """Group work into batches of at most batch_files files and batch_bytes bytes
-    (a larger object is a batch of its own); copies and deletes go in separate batches."""
-    open_batches: dict[type, tuple[list, int]] = {}
-    for item in items:
-        kind = type(item)
-        batch, size = open_batches.get(kind, ([], 0))
-        if batch and (len(batch) >= config.batch_files or size + item.size > config.batch_bytes):
-            yield batch
+class Batcher:
+    """Groups work into batches of at most batch_files files and batch_bytes bytes
+    (a larger object is a batch of its own); copies and deletes go in separate batches.
+    Nothing planned is ever dropped: `flush` hands out what is still open."""
+
+    def __init__(self, config: TransferConfig) -> None:
+        self.config = config
+        self._open: dict[type, tuple[list, int]] = {}
+
+    def add(self, item: CopyItem | DeleteItem) -> list[list]:
+        """The batches `item` closed (none, or one)."""
+        kind, full = type(item), []
+        batch, size = self._open.get(kind, ([], 0))
+        if batch and (len(batch) >= self.config.batch_files or size + item.size > self.config.batch_bytes):
+            full.append(batch)
             batch, size = [], 0
         batch.append(item)
-        open_batches[kind] = (batch, size + item.size)
-    for batch, _ in open_batches.values():
-        if batch:
-            yield batch
+        self._open[kind] = (batch, size + item.size)
+        return full
+
+    def flush(self) -> list[list]:
+        open_batches, self._open = self._open, {}
+        return [batch for batch, _ in open_batches.values() if batch]
+
+
+def batches(items: Iterable[CopyItem | DeleteItem], config: TransferConfig) -> Iterator[list]:
+    batcher = Batcher(config)
+    for item in items:
+        yield from batcher.add(item)
+    yield from batcher.flush()
+
+
+def cancelled_rows(rows: list[ManifestRow], done: int) -> list[FileResult]:
+    """One result per manifest row whose planning a cancel stopped (rows[done:]):
+    the files of these rows that have no result of their own were not copied."""
+    now = time.time()
+    results = []
+    for index, row in enumerate(rows[done:]):
+        if not row.is_prefix:
+            why = "the transfer was cancelled before this object was copied"
+        elif index == 0:
+            why = ("the transfer was cancelled while this prefix was being listed: objects below it "
+                   "without a result of their own were not copied")
+        else:
+            why = "the transfer was cancelled before this prefix was listed: nothing below it was copied"
+        results.append(FileResult(row.source.uri, row.destination.uri, CANCELLED, started=now, ended=now,
+                                  error=f"Cancelled: {why}", line=row.line))
+    return results
 
 
 def _failed(source: ObjectRef, destination: ObjectRef, line: int, code: str, message: str,

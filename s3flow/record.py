@@ -10,7 +10,8 @@ FAILED = "failed"
 DELETED = "deleted"
 WOULD_COPY = "would-copy"  # dry run: what a transfer would do
 WOULD_DELETE = "would-delete"
-STATUSES = (COPIED, SKIPPED, FAILED, DELETED, WOULD_COPY, WOULD_DELETE)
+CANCELLED = "cancelled"  # the transfer was cancelled before this file was done: nothing written
+STATUSES = (COPIED, SKIPPED, FAILED, DELETED, CANCELLED, WOULD_COPY, WOULD_DELETE)
 
 
 @dataclass(frozen=True)

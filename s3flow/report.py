@@ -5,7 +5,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from .record import COPIED, DELETED, FAILED, SKIPPED, FileResult
+from .record import CANCELLED, COPIED, DELETED, FAILED, SKIPPED, FileResult
 
 TOP_FAILURES = 20
 
@@ -19,6 +19,7 @@ class Summary:
     skipped: int = 0
     failed: int = 0
     deleted: int = 0
+    cancelled: int = 0
     bytes_copied: int = 0
     seconds: float = 0.0
     failures: list[FileResult] = field(default_factory=list)
@@ -38,6 +39,8 @@ class Summary:
                 self.failed += 1
                 self.failures.append(result)
                 self.error_codes[result.error_code] += 1
+            elif result.status == CANCELLED:
+                self.cancelled += 1
 
     @property
     def rate(self) -> float:
@@ -48,7 +51,8 @@ class Summary:
         """The machine-readable summary `s3flow transfer --json` prints."""
         return {
             "files": self.files, "copied": self.copied, "skipped": self.skipped,
-            "failed": self.failed, "deleted": self.deleted, "bytes_copied": self.bytes_copied,
+            "failed": self.failed, "deleted": self.deleted, "cancelled": self.cancelled,
+            "bytes_copied": self.bytes_copied,
             "seconds": round(self.seconds, 3),
             "failures": [{"source": f.source, "destination": f.destination, "error": f.error}
                          for f in self.failures],
@@ -56,12 +60,14 @@ class Summary:
 
     def headline(self) -> str:
         return (f"{self.files} files: {self.copied} copied, {self.skipped} skipped, "
-                f"{self.failed} failed, {self.deleted} deleted; {human_bytes(self.bytes_copied)} "
+                f"{self.failed} failed, {self.deleted} deleted"
+                f"{f', {self.cancelled} cancelled' if self.cancelled else ''}; {human_bytes(self.bytes_copied)} "
                 f"in {self.seconds:.1f} s ({self.rate / 1e9:.3f} GB/s)")
 
     def markdown(self, title: str, links: dict[str, str] | None = None) -> str:
         rows = [("Files", self.files), ("Copied", self.copied), ("Skipped", self.skipped),
                 ("Failed", self.failed), ("Deleted", self.deleted),
+                *([("Cancelled (not copied)", self.cancelled)] if self.cancelled else []),
                 ("Bytes copied", f"{self.bytes_copied:,} ({human_bytes(self.bytes_copied)})"),
                 ("Duration", f"{self.seconds:.1f} s"), ("Rate", f"{self.rate / 1e9:.3f} GB/s")]
         lines = [f"# {title}", "", "| | |", "|---|---:|", *(f"| {k} | {v} |" for k, v in rows)]
@@ -82,7 +88,8 @@ def text(result: dict) -> str:
     """A JSON summary (Summary.to_json) as a terminal prints it."""
     seconds = result["seconds"]
     rate = result["bytes_copied"] / seconds / 1e9 if seconds else 0.0
-    lines = [f"{name:<14}{result[name]:>12,}" for name in ("files", "copied", "skipped", "failed", "deleted")]
+    names = ("files", "copied", "skipped", "failed", "deleted") + (("cancelled",) if result.get("cancelled") else ())
+    lines = [f"{name:<14}{result[name]:>12,}" for name in names]
     lines += [f"{'bytes copied':<14}{human_bytes(result['bytes_copied']):>12}",
               f"{'duration':<14}{seconds:>10.1f} s", f"{'rate':<14}{rate:>7.3f} GB/s"]
     failures = result["failures"]

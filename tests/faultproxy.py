@@ -2,7 +2,7 @@
 
 It forwards every request unchanged (the Host header too, so SigV4 signatures
 still verify) and can, per request and with a seeded random source: answer 503
-SlowDown or 500 InternalError without forwarding, reset the connection, delay,
+SlowDown or 500 InternalError without forwarding, reset the connection, delay (some keys more),
 or answer AccessDenied for chosen keys every time. It records every request it
 saw, so tests can count, for example, the CopyObject requests per key.
 """
@@ -29,6 +29,8 @@ class Faults:
     rate: float = 0.0  # share of requests that fail (transient)
     kinds: tuple[str, ...] = ("slowdown", "internal", "reset")
     delay: float = 0.0  # seconds added to the requests that pass
+    slow: tuple[str, ...] = ()  # key substrings whose requests get slow_delay instead
+    slow_delay: float = 0.0
     denied: tuple[str, ...] = ()  # key substrings that always get AccessDenied
     seed: int = 7
 
@@ -113,8 +115,9 @@ class FaultProxy:
             self._reply(request, status, {"Content-Type": "application/xml"},
                         _ERROR.format(code=code, message=f"injected {code}").encode())
             return
-        if self.faults.delay:
-            time.sleep(self.faults.delay)
+        delay = self.faults.slow_delay if any(part in key for part in self.faults.slow) else self.faults.delay
+        if delay:
+            time.sleep(delay)
         upstream = http.client.HTTPConnection(LOOPBACK, self.upstream_port, timeout=300)
         try:
             headers = {name: value for name, value in request.headers.items()}

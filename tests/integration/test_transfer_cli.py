@@ -229,7 +229,7 @@ def test_real_process_prints_one_json_object_and_exit_codes(seaweed, prefect_ser
     done = run_cli(["transfer", good, "--json"], env)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
-    assert set(summary) == {"files", "copied", "skipped", "failed", "deleted", "bytes_copied",
+    assert set(summary) == {"files", "copied", "skipped", "failed", "deleted", "cancelled", "bytes_copied",
                             "seconds", "failures"}
     assert (summary["copied"], summary["bytes_copied"], summary["failures"]) == (1, 1, [])
 

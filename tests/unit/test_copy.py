@@ -8,7 +8,8 @@ from botocore.stub import Stubber
 from s3flow.config import Endpoint, MiB, TransferConfig
 from s3flow.copy import Copier
 from s3flow.plan import CopyItem
-from s3flow.record import COPIED, FAILED, ObjectRef
+from s3flow.plan import DeleteItem
+from s3flow.record import CANCELLED, COPIED, FAILED, ObjectRef
 from s3flow.retry import Retrier
 from s3flow.storage import ObjectInfo, Storage
 
@@ -97,6 +98,32 @@ def test_failed_part_aborts_the_upload_and_fails_the_file(stubbed):
     assert result.status == FAILED
     assert result.error_code == "PreconditionFailed"
     stub.assert_no_pending_responses()
+
+
+def test_cancel_mid_multipart_sends_no_more_parts_and_aborts_the_upload(stubbed):
+    stub, copier = stubbed
+    expect_head_and_create(stub)
+    stub.add_response("upload_part_copy", {"CopyPartResult": {"ETag": '"p1"'}}, part(1, 0, 5 * MiB - 1))
+    stub.add_response("abort_multipart_upload", {}, {
+        "Bucket": DST.bucket, "Key": DST.key, "UploadId": "up-1"})
+    # The user cancels while part 1 is being copied.
+    copier.source._client.meta.events.register("after-call.s3.UploadPartCopy",
+                                               lambda **kwargs: copier.cancel())
+    result = copier.copy(item())
+    assert result.status == CANCELLED
+    assert "upload was aborted" in result.error
+    stub.assert_no_pending_responses()  # parts 2 and 3 never sent, the abort was
+
+
+def test_after_cancel_no_request_is_sent_and_every_file_is_cancelled(stubbed):
+    stub, copier = stubbed
+    copier.cancel()
+    listed = ObjectInfo(SRC, 100, "b" * 32, 0.0)
+    results = copier.run([CopyItem(SRC, DST, 1, listed, check_destination=False),
+                          DeleteItem(ObjectRef("dst-bucket", "copy/old.bam"), 3, size=9)])
+    assert [r.status for r in results] == [CANCELLED, CANCELLED]
+    assert [r.line for r in results] == [1, 3]
+    stub.assert_no_pending_responses()  # a request would have failed: none was stubbed
 
 
 def test_single_copy_is_pinned_to_the_listed_etag(stubbed):
