@@ -69,7 +69,7 @@ def prepare(manifest: str, *, header: bool | None = None, delete: bool = False, 
             filters: list[str] | None = None, storage_class: str | None = None,
             sse: str | None = None, sse_kms_key_id: str | None = None, acl: str | None = None,
             requester_pays: bool = False, keep_source_layout: bool = True,
-            multipart_threshold_mib: int = 256, part_size_mib: int = 64,
+            checksum_algorithm: str | None = "CRC32C", multipart_threshold_mib: int = 256, part_size_mib: int = 64,
             max_concurrency: int = 64, part_concurrency: int = 8, max_attempts: int = 5,
             batch_files: int = 500, source_credentials: str | None = None,
             destination_credentials: str | None = None) -> Prepared:
@@ -80,7 +80,7 @@ def prepare(manifest: str, *, header: bool | None = None, delete: bool = False, 
         max_attempts=max_attempts, delete=delete, dry_run=dry_run, batch_files=batch_files,
         filters=filter_rules.parse(filters), storage_class=storage_class, sse=sse,
         sse_kms_key_id=sse_kms_key_id, acl=acl, requester_pays=requester_pays,
-        keep_source_layout=keep_source_layout,
+        keep_source_layout=keep_source_layout, checksum_algorithm=_checksum(checksum_algorithm),
         source=endpoint_from_block(source_credentials),
         destination=endpoint_from_block(destination_credentials),
     )
@@ -95,6 +95,10 @@ def prepare(manifest: str, *, header: bool | None = None, delete: bool = False, 
         raise InputError(problems, manifest)
     missing = check_buckets(rows, source, destination, Retrier(config))
     return Prepared(config, rows, source, destination, missing)
+
+
+def _checksum(name: str | None) -> str | None:
+    return None if not name or name.lower() == "none" else name.upper()
 
 
 def _fetch_manifest(storage: Storage, ref) -> bytes:
@@ -207,6 +211,7 @@ def transfer_manifest(
     acl: str | None = None,
     requester_pays: bool = False,
     keep_source_layout: bool = True,
+    checksum_algorithm: str | None = "CRC32C",
 ):
     """Copy every object a manifest lists (a local path or an s3:// URI).
 
@@ -238,6 +243,8 @@ def transfer_manifest(
         acl: Canned ACL for the destination, e.g. bucket-owner-full-control (cross-account).
         requester_pays: The source bucket is requester-pays; this transfer pays for its reads.
         keep_source_layout: Copy in the source's own parts so ETags match (s3flow/layout.py).
+        checksum_algorithm: Checksum S3 computes on each copy, recorded per file (CRC32C, CRC32,
+            CRC64NVME, SHA1, SHA256; "none" for stores that reject it).
     """
     logger = get_run_logger()
     started = time.time()
@@ -245,7 +252,7 @@ def transfer_manifest(
         manifest, header=header, delete=delete, dry_run=dry_run, filters=filters,
         storage_class=storage_class, sse=sse, sse_kms_key_id=sse_kms_key_id, acl=acl,
         requester_pays=requester_pays, keep_source_layout=keep_source_layout,
-        multipart_threshold_mib=multipart_threshold_mib,
+        checksum_algorithm=checksum_algorithm, multipart_threshold_mib=multipart_threshold_mib,
         part_size_mib=part_size_mib, max_concurrency=max_concurrency,
         part_concurrency=part_concurrency, max_attempts=max_attempts, batch_files=batch_files,
         source_credentials=source_credentials, destination_credentials=destination_credentials)

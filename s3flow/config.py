@@ -16,6 +16,7 @@ STORAGE_CLASSES = frozenset({
     "STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
     "GLACIER", "DEEP_ARCHIVE", "GLACIER_IR", "OUTPOSTS", "SNOW", "EXPRESS_ONEZONE"})
 SSE_MODES = frozenset({"AES256", "aws:kms", "aws:kms:dsse"})
+CHECKSUM_ALGORITHMS = frozenset({"CRC32C", "CRC32", "CRC64NVME", "SHA1", "SHA256"})
 CANNED_ACLS = frozenset({
     "private", "public-read", "public-read-write", "authenticated-read", "aws-exec-read",
     "bucket-owner-read", "bucket-owner-full-control"})
@@ -56,6 +57,8 @@ class TransferConfig:
     acl: str | None = None  # a canned ACL, e.g. bucket-owner-full-control
     requester_pays: bool = False  # the source bucket is requester-pays: we pay
     keep_source_layout: bool = True  # copy in the source's parts, so ETags match (layout.py)
+    # The checksum S3 computes on every copy and s3flow records (None: ask for none).
+    checksum_algorithm: str | None = "CRC32C"
     batch_files: int = 500  # files per Prefect task run
     batch_bytes: int = 16 * GiB  # and at most this many bytes (a larger object is alone)
     source: Endpoint = Endpoint()
@@ -80,6 +83,8 @@ class TransferConfig:
              f"{self.sse!r} is not one of {', '.join(sorted(SSE_MODES))}"),
             (not self.sse_kms_key_id or self.sse in ("aws:kms", "aws:kms:dsse"), "sse kms key id",
              "needs --sse aws:kms"),
+            (self.checksum_algorithm in (None, *CHECKSUM_ALGORITHMS), "checksum",
+             f"{self.checksum_algorithm!r} is not one of {', '.join(sorted(CHECKSUM_ALGORITHMS))} or none"),
             (self.acl in (None, *CANNED_ACLS), "acl",
              f"{self.acl!r} is not a canned ACL ({', '.join(sorted(CANNED_ACLS))})"),
         ]

@@ -32,7 +32,7 @@ from .record import (
     CANCELLED, COPIED, DELETED, FAILED, SKIPPED, WOULD_COPY, WOULD_DELETE, FileResult, ObjectRef,
 )
 from .retry import Attempts, Retrier
-from .storage import ARCHIVE_CLASSES, DELETE_BATCH, ObjectInfo, Storage
+from .storage import ARCHIVE_CLASSES, DELETE_BATCH, ObjectInfo, Storage, Written
 
 log = logging.getLogger("s3flow.copy")
 
@@ -148,12 +148,13 @@ class Copier:
         attempts, started = Attempts(), time.time()
         source, detail = item.source, ""
 
-        def result(status: str, error: str = "", detail: str = "", parts: int = 0) -> FileResult:
+        def result(status: str, error: str = "", detail: str = "", parts: int = 0,
+                   checksum: str = "") -> FileResult:
             return FileResult(
                 item.source_ref.uri, item.destination.uri, status,
                 size=source.size if source else None, attempts=attempts.count, started=started,
                 ended=time.time(), error=error, detail=detail,
-                etag=source.etag if source else "", line=item.line, parts=parts)
+                etag=source.etag if source else "", line=item.line, parts=parts, checksum=checksum)
 
         try:
             self._go()
@@ -172,15 +173,16 @@ class Copier:
                 return result(WOULD_COPY, detail=f"{why}: {method}" if why else method, parts=parts)
             self._go()
             if single_copy(self.config, source.size, source.etag):
-                self._request(attempts, self.destination.copy_object, source, item.destination,
-                              destination_properties(self.config, source))
-                detail, parts = "CopyObject", 1
+                written = self._request(attempts, self.destination.copy_object, source, item.destination,
+                                        destination_properties(self.config, source))
+                check = self._verify(source, item.destination, written.etag, max(source.size, 1), attempts)
+                detail, parts = f"CopyObject; {check}", 1
             else:
-                detail, parts = self._copy_multipart(source, item.destination, attempts)
+                detail, parts, written = self._copy_multipart(source, item.destination, attempts)
         except S3Error as exc:
             status = CANCELLED if exc.code == CANCELLED_CODE else FAILED
             return result(status, f"{exc.code}: {exc.message or exc.describe()}")
-        return result(COPIED, detail=detail, parts=parts)
+        return result(COPIED, detail=detail, parts=parts, checksum=written.checksum)
 
     def _current_source(self, item: CopyItem, attempts: Attempts) -> ObjectInfo:
         """The source's facts: from the listing, or a HEAD where the listing cannot tell
@@ -193,8 +195,8 @@ class Copier:
         return source
 
     def _copy_multipart(self, source: ObjectInfo, destination: ObjectRef,
-                        attempts: Attempts) -> tuple[str, int]:
-        """Copy in parts, then check the result; (what was done, part count)."""
+                        attempts: Attempts) -> tuple[str, int, Written]:
+        """Copy in parts, then check the result; (what was done, part count, S3's answer)."""
         if not source.properties:  # a listing found it: fetch what CreateMultipartUpload must carry
             fresh = self._request(attempts, self.source.head, source.ref)
             if fresh is None or fresh.etag != source.etag:
@@ -205,20 +207,20 @@ class Copier:
         tags = self._request(attempts, self.source.tags, source.ref)
         upload_id = self._request(attempts, self.destination.create_multipart, source, destination, tags,
                                   destination_properties(self.config, source))
-        def one_part(number: int, first: int, last: int) -> str:
+        def one_part(number: int, first: int, last: int) -> Written:
             self._go("cancelled part-way through a multipart copy: the upload was aborted, "
                      "nothing was written")
             return self._request(attempts, self.destination.copy_part, source, destination, upload_id,
                                  number, first, last)
 
         try:
-            etags = self._each_range(source.size, part, attempts, one_part)
-            etag = self._request(attempts, self.destination.complete_multipart, destination, upload_id, etags)
+            parts = self._each_range(source.size, part, attempts, one_part)
+            written = self._request(attempts, self.destination.complete_multipart, destination, upload_id, parts)
         except BaseException:
             self._abort(destination, upload_id)
             raise
-        check = self._verify(source, destination, etag, part, attempts)
-        return f"multipart, {len(etags)} parts ({layout}); {check}", len(etags)
+        check = self._verify(source, destination, written.etag, part, attempts)
+        return f"multipart, {len(parts)} parts ({layout}); {check}", len(parts), written
 
     def _layout(self, source: ObjectInfo, attempts: Attempts) -> tuple[int, str]:
         """The part size to copy with, and whose layout it is (see layout.py)."""
@@ -330,11 +332,13 @@ def destination_properties(config: TransferConfig, source: ObjectInfo) -> dict:
     | storage class | --storage-class        | the source's, except archive classes (-> STANDARD) |
     | encryption    | --sse, --sse-kms-key-id | the destination bucket's default encryption (S3's rule for copies) |
     | ACL           | --acl                  | the destination bucket's default (owner-only)     |
+    | checksum      | --checksum             | CRC32C, computed by S3 and recorded per file      |
     """
     keep = source.storage_class not in ("STANDARD", *ARCHIVE_CLASSES)
     return {
         "StorageClass": config.storage_class or (source.storage_class if keep else None),
         "ServerSideEncryption": config.sse, "SSEKMSKeyId": config.sse_kms_key_id, "ACL": config.acl,
+        "ChecksumAlgorithm": config.checksum_algorithm,
     }
 
 

@@ -45,6 +45,7 @@ class FileResult:
     etag: str = ""  # the source's ETag the copy was pinned to
     line: int | None = None  # the manifest line that asked for it
     parts: int = 0  # requests that wrote the data: 1 CopyObject, N part copies (0: none)
+    checksum: str = ""  # "CRC32C:<base64>" S3 computed for the copy ("-N": of N parts), if it did
 
     @property
     def seconds(self) -> float | None:
@@ -62,7 +63,7 @@ class FileResult:
             "source": self.source, "destination": self.destination, "size": self.size,
             "status": self.status, "attempts": self.attempts, "start": _iso(self.started),
             "end": _iso(self.ended), "seconds": self.seconds, "error": self.error,
-            "detail": self.detail, "parts": self.parts, "line": self.line,
+            "detail": self.detail, "parts": self.parts, "checksum": self.checksum, "line": self.line,
         }
 
     def to_dict(self) -> dict:

@@ -28,7 +28,7 @@ COPIED_PROPERTIES = (
     "ContentLanguage", "Expires", "Metadata", "WebsiteRedirectLocation",
 )
 # Properties a transfer may set on the destination (CopyObject, CreateMultipartUpload).
-DESTINATION_PROPERTIES = ("StorageClass", "ServerSideEncryption", "SSEKMSKeyId", "ACL")
+DESTINATION_PROPERTIES = ("StorageClass", "ServerSideEncryption", "SSEKMSKeyId", "ACL", "ChecksumAlgorithm")
 # HEAD answers carry no body, so S3 error codes arrive as HTTP statuses.
 _HEAD_CODES = {"404": "NoSuchKey", "403": "AccessDenied", "400": "BadRequest"}
 # botocore's classes: connection refused/reset, TLS and proxy failures, and broken
@@ -199,7 +199,7 @@ class Storage:
                 CopySource=_copy_source(source.ref), CopySourceIfMatch=f'"{source.etag}"',
                 **_only(properties, DESTINATION_PROPERTIES), **self._payer,
             )
-        return _etag(answer["CopyObjectResult"]["ETag"])
+        return _written(answer["CopyObjectResult"])
 
     def create_multipart(self, source: ObjectInfo, destination: ObjectRef, tags: list[dict],
                          properties: dict) -> str:
@@ -213,7 +213,7 @@ class Storage:
         return answer["UploadId"]
 
     def copy_part(self, source: ObjectInfo, destination: ObjectRef, upload_id: str,
-                  number: int, first: int, last: int) -> str:
+                  number: int, first: int, last: int) -> "Written":
         with _translated(destination.bucket, destination.key):
             answer = self._client.upload_part_copy(
                 Bucket=destination.bucket, Key=destination.key, UploadId=upload_id,
@@ -221,15 +221,17 @@ class Storage:
                 CopySource=_copy_source(source.ref), CopySourceIfMatch=f'"{source.etag}"',
                 **self._payer,
             )
-        return answer["CopyPartResult"]["ETag"]
+        return _written(answer["CopyPartResult"])
 
-    def complete_multipart(self, destination: ObjectRef, upload_id: str, etags: list[str]) -> str:
-        parts = [{"ETag": etag, "PartNumber": number} for number, etag in enumerate(etags, 1)]
+    def complete_multipart(self, destination: ObjectRef, upload_id: str, parts: list["Written"]) -> "Written":
+        """Finish an upload from its parts' answers (the parts' checksums go along)."""
+        listed = [{"ETag": f'"{part.etag}"', "PartNumber": number, **part.checksum_arg()}
+                  for number, part in enumerate(parts, 1)]
         with _translated(destination.bucket, destination.key):
             answer = self._client.complete_multipart_upload(
                 Bucket=destination.bucket, Key=destination.key, UploadId=upload_id,
-                MultipartUpload={"Parts": parts})
-        return _etag(answer["ETag"])
+                MultipartUpload={"Parts": listed})
+        return _written(answer)
 
     def abort_multipart(self, destination: ObjectRef, upload_id: str) -> None:
         with _translated(destination.bucket, destination.key):
@@ -246,6 +248,26 @@ class Storage:
 
 def _etag(value: str) -> str:
     return value.strip('"')
+
+
+@dataclass(frozen=True)
+class Written:
+    """What S3 answered for an object or part it wrote: its ETag, and the checksum
+    it computed as "ALGORITHM:value" ("" where the store computed none)."""
+
+    etag: str
+    checksum: str = ""
+
+    def checksum_arg(self) -> dict:
+        algorithm, _, value = self.checksum.partition(":")
+        return {f"Checksum{algorithm}": value} if value else {}
+
+
+def _written(answer: dict) -> Written:
+    for name, value in answer.items():
+        if name.startswith("Checksum") and name != "ChecksumType" and isinstance(value, str):
+            return Written(_etag(answer["ETag"]), f"{name.removeprefix('Checksum')}:{value}")
+    return Written(_etag(answer["ETag"]))
 
 
 def _only(args: dict, allowed: tuple[str, ...]) -> dict:

@@ -93,6 +93,28 @@ def test_etags_match_where_the_store_computes_them_as_s3_does(moto_store, tmp_pa
     assert run(capsys, str(manifest))["skipped"] == 3
 
 
+def test_each_copy_records_the_checksum_s3_computed(store, tmp_path, capsys):
+    """CRC32C is asked for on every copy; what the store answers is in the per-file table
+    and is what the destination reports later, so an audit can compare the two."""
+    from flows.transfer import artifact_base
+    from tests.integration.test_transfer_flow import artifacts, table_rows
+
+    client, src, dst = store
+    client.put_object(Bucket=src, Key="sums/small.txt", Body=b"ACGT" * 1000)
+    put_multipart(client, src, "sums/big.cram", os.urandom(11 * MiB), 5 * MiB)
+    manifest = tmp_path / "sums.csv"
+    manifest.write_text(f"s3://{src}/sums/,s3://{dst}/sums/\n")
+    run(capsys, str(manifest))
+    rows = table_rows(artifacts(f"{artifact_base(str(manifest))}-files")[0])
+    recorded = {row["destination"].rsplit("/", 1)[-1]: row["checksum"] for row in rows}
+    assert any(recorded.values())  # each store computes it for one kind of copy at least
+    for name, checksum in recorded.items():
+        if checksum:
+            algorithm, _, value = checksum.partition(":")
+            head = client.head_object(Bucket=dst, Key=f"sums/{name}", ChecksumMode="ENABLED")
+            assert (algorithm, head.get(f"Checksum{algorithm}")) == ("CRC32C", value), name
+
+
 def test_ignoring_the_source_layout_uses_our_parts(moto_store, tmp_path, capsys):
     client, src, dst = moto_store
     put_multipart(client, src, "x.bam", os.urandom(12 * MiB), 6 * MiB)
@@ -127,6 +149,7 @@ def test_destination_properties_can_be_set(moto_store, tmp_path, capsys):
     (["--sse-kms-key-id", "k-1"], "sse kms key id: needs --sse aws:kms"),
     (["--acl", "everyone"], "acl: 'everyone' is not a canned ACL"),
     (["--acl", "private", "--bucket-owner-full-control"], "both set the ACL"),
+    (["--checksum", "md5"], "checksum: 'MD5' is not one of"),
 ])
 def test_bad_property_options_are_bad_input(args, message, s3_env, prefect_api, tmp_path, capsys):
     manifest = tmp_path / "m.csv"

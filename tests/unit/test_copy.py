@@ -42,7 +42,7 @@ def expect_head_and_create(stub):
                       {"Bucket": SRC.bucket, "Key": SRC.key})
     stub.add_response("create_multipart_upload", {"UploadId": "up-1"}, {
         "Bucket": DST.bucket, "Key": DST.key, "ContentType": "application/x-bam",
-        "Metadata": {"sample": "NA12878"}, "Tagging": "run=42"})
+        "Metadata": {"sample": "NA12878"}, "Tagging": "run=42", "ChecksumAlgorithm": "CRC32C"})
 
 
 def part(number, first, last):
@@ -73,14 +73,16 @@ def test_multipart_copy_reproduces_the_source_layout_and_pins_every_part(stubbed
     ranges = RANGES
     stub.add_client_error("upload_part_copy", "SlowDown", http_status_code=503,
                           expected_params=part(*ranges[0]))
-    for number, first, last in ranges:
-        stub.add_response("upload_part_copy", {"CopyPartResult": {"ETag": f'"p{number}"'}},
-                          part(number, first, last))
-    stub.add_response("complete_multipart_upload", {"ETag": f'"{ETAG}"'}, {
+    for number, first, last in ranges:  # S3 computes each part's CRC32C, as asked at create
+        stub.add_response("upload_part_copy", {"CopyPartResult": {
+            "ETag": f'"p{number}"', "ChecksumCRC32C": f"c{number}=="}}, part(number, first, last))
+    stub.add_response("complete_multipart_upload", {"ETag": f'"{ETAG}"', "ChecksumCRC32C": "all==-3"}, {
         "Bucket": DST.bucket, "Key": DST.key, "UploadId": "up-1",
-        "MultipartUpload": {"Parts": [{"ETag": f'"p{n}"', "PartNumber": n} for n in (1, 2, 3)]}})
+        "MultipartUpload": {"Parts": [{"ETag": f'"p{n}"', "PartNumber": n, "ChecksumCRC32C": f"c{n}=="}
+                                      for n in (1, 2, 3)]}})
     result = copier.copy(item())
     assert (result.status, result.size, result.line, result.parts) == (COPIED, SIZE, 7, 3)
+    assert result.checksum == "CRC32C:all==-3"  # recorded for a later audit
     assert result.detail == "multipart, 3 parts (source layout); ETag matches the source"
     assert result.attempts == 9  # head, head part 1, tagging, create, 3 parts + 1 retry, complete
     stub.assert_no_pending_responses()
@@ -131,7 +133,7 @@ def test_single_copy_is_pinned_to_the_listed_etag(stubbed):
     listed = ObjectInfo(SRC, 100, "b" * 32, 0.0)
     stub.add_client_error("copy_object", "AccessDenied", http_status_code=403, expected_params={
         "Bucket": DST.bucket, "Key": DST.key, "CopySource": {"Bucket": SRC.bucket, "Key": SRC.key},
-        "CopySourceIfMatch": f'"{"b" * 32}"'})
+        "CopySourceIfMatch": f'"{"b" * 32}"', "ChecksumAlgorithm": "CRC32C"})
     result = copier.copy(CopyItem(SRC, DST, 1, listed, check_destination=False))
     assert (result.status, result.error_code, result.attempts) == (FAILED, "AccessDenied", 1)
     stub.assert_no_pending_responses()
@@ -204,3 +206,20 @@ def test_source_part_size_must_describe_the_object():
     assert source_part_size(12 * MiB, 2, 5 * MiB) is None   # 2 x 5 MiB cannot hold 12 MiB
     assert source_part_size(12 * MiB, 3, 1 * MiB) is None   # parts under 5 MiB are not S3's
     assert source_part_size(12 * MiB, 3, None) is None
+
+
+def test_single_copy_whose_etag_cannot_match_is_checked_by_content(stubbed):
+    """An SSE-KMS destination's ETag is not an MD5: the bytes are compared instead."""
+    stub, copier = stubbed
+    data = b"ACGT" * 25
+    listed = ObjectInfo(SRC, len(data), "b" * 32, 0.0)
+    stub.add_response("copy_object", {"CopyObjectResult": {"ETag": '"kms-not-an-md5"',
+                                                           "ChecksumCRC32C": "crc=="}})
+    stub.add_response("get_object", body(data), {"Bucket": SRC.bucket, "Key": SRC.key,
+                                                 "Range": "bytes=0-99", "IfMatch": f'"{"b" * 32}"'})
+    stub.add_response("get_object", body(data[:-1] + b"!"), {"Bucket": DST.bucket, "Key": DST.key,
+                                                             "Range": "bytes=0-99"})
+    stub.add_response("delete_object", {}, {"Bucket": DST.bucket, "Key": DST.key})
+    result = copier.copy(CopyItem(SRC, DST, 1, listed, check_destination=False))
+    assert (result.status, result.error_code) == (FAILED, "ChecksumMismatch")
+    stub.assert_no_pending_responses()
