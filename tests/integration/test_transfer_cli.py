@@ -278,3 +278,30 @@ def test_version_id_column_copies_that_version(moto_env, prefect_api, tmp_path, 
     assert summary["copied"] == 2 and summary["bytes_copied"] == len(b"version one") + len(b"version two, longer")
     assert [f["source"] for f in summary["failures"]] == ["s3://versioned-src/sample.vcf?versionId=NoSuchVersion1"]
     assert listing(c, "versioned-dst") == {"v1.vcf": b"version one", "latest.vcf": b"version two, longer"}
+
+
+def test_bad_input_battery_in_a_real_process(seaweed, prefect_server, buckets, write_manifest):
+    """Each is exit 2 with the problem named, no traceback, and nothing at the destination."""
+    import gzip
+
+    src, dst, manifests = buckets("src", "dst", "manifests")
+    c = seaweed.client()
+    put(c, src, "k", b"v")
+    good = f"s3://{src}/k,s3://{dst}/k\n"
+    put(c, manifests, "batch.csv.gz", gzip.compress(good.encode()))
+    put(c, manifests, "latin1.csv", f"s3://{src}/caf\xe9,s3://{dst}/k\n".encode("latin-1"))
+    env = {**seaweed.env(), **prefect_server.env()}
+    no_credentials = {**env, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
+    cases = [
+        (["transfer", write_manifest(good)], no_credentials, "no AWS credentials for the source"),
+        (["transfer", f"s3://{manifests}/batch.csv.gz"], env, "not a text file"),
+        (["transfer", f"s3://{manifests}/latin1.csv"], env, "not UTF-8 text"),
+        (["transfer", f"s3://{manifests}/nothing-here.csv"], env, "NoSuchKey"),
+        (["transfer", f"s3://{manifests}/lists/"], env, "is a prefix, not an object"),
+        (["transfer", write_manifest(good), "--checksum", "md5"], env, "checksum: 'MD5' is not one of"),
+    ]
+    for args, case_env, message in cases:
+        done = run_cli(args, case_env)
+        assert done.returncode == 2, (args, done.stderr[-2000:])
+        assert message in done.stderr and "Traceback" not in done.stderr, (args, done.stderr[-2000:])
+    assert not c.list_objects_v2(Bucket=dst).get("Contents")
