@@ -33,6 +33,7 @@ from prefect.utilities.annotations import quote
 from prefect.utilities.urls import url_for
 
 from blocks.credentials import endpoint_from_block
+from flows.notify import notify_failure, run_link
 from flows.status import BATCH_MARK
 from s3flow import estimate
 from s3flow import filters as filter_rules
@@ -51,6 +52,7 @@ CONCURRENCY_LIMIT = "s3flow-requests"  # global limit: S3 requests in flight, al
 CONCURRENCY_LIMIT_SLOTS = 256  # its size when we create it
 BATCHES_IN_FLIGHT = 8  # batch task runs at once; the Copier's slots bound the requests
 PROGRESS_EVERY = 1.0  # seconds between progress artifact updates
+NOTIFY_FAILURES = 10  # failed files listed in a notification
 CANCEL_GRACE = 20.0  # seconds a cancelled transfer waits for requests in flight (a worker allows 30)
 
 _copiers: dict[str, Copier] = {}  # the running transfers of this process, by id
@@ -212,6 +214,7 @@ def transfer_manifest(
     requester_pays: bool = False,
     keep_source_layout: bool = True,
     checksum_algorithm: str | None = "CRC32C",
+    notification_block: str | None = None,
 ):
     """Copy every object a manifest lists (a local path or an s3:// URI).
 
@@ -245,6 +248,7 @@ def transfer_manifest(
         keep_source_layout: Copy in the source's own parts so ETags match (s3flow/layout.py).
         checksum_algorithm: Checksum S3 computes on each copy, recorded per file (CRC32C, CRC32,
             CRC64NVME, SHA1, SHA256; "none" for stores that reject it).
+        notification_block: SnsNotification block told when files failed; empty: none.
     """
     logger = get_run_logger()
     started = time.time()
@@ -282,7 +286,8 @@ def transfer_manifest(
     progress.show()
     if dry_run and not copier.cancelled:
         return _finish_plan(job, progress, manifest, (listed_pages, excluded), price_table)
-    final = _finish(progress, manifest, logger, cancelled=copier.cancelled)
+    final = _finish(progress, manifest, logger, cancelled=copier.cancelled,
+                    notification_block=notification_block)
     if isinstance(progress.stopped_by, TerminationSignal):
         raise progress.stopped_by  # the engine and the worker take the run to Cancelled
     return final
@@ -429,7 +434,21 @@ def _unexpected(item, exc: Exception) -> FileResult:
                       started=now, ended=now, error=f"InternalError: {exc!r}", line=item.line)
 
 
-def _finish(progress: _Progress, manifest: str, logger, cancelled: bool = False):
+def _failure_body(summary: Summary, manifest: str, base: str, codes: str) -> str:
+    """The top failures and the counts, never thousands of lines."""
+    top = NOTIFY_FAILURES
+    lines = [summary.headline(), "", f"Manifest: {manifest}", f"Errors: {codes}", "",
+             f"Failed files ({min(top, summary.failed)} of {summary.failed}):",
+             *(f"  - {f.source} -> {f.destination}: {f.error}" for f in summary.failures[:top])]
+    if summary.failed > top:
+        lines.append(f"  ... and {summary.failed - top} more: see the per-file table")
+    lines += ["", f"Flow run: {flow_run.id}", f"Link: {run_link()}",
+              f"Artifacts: {base}-files (per file), {base}-summary"]
+    return "\n".join(lines)
+
+
+def _finish(progress: _Progress, manifest: str, logger, cancelled: bool = False,
+            notification_block: str | None = None):
     summary, base = progress.summary, progress.base
     run_url = url_for("flow-run", obj_id=flow_run.id)
     create_table_artifact(
@@ -451,6 +470,9 @@ def _finish(progress: _Progress, manifest: str, logger, cancelled: bool = False)
                          data=result)
     if summary.failed:
         codes = ", ".join(f"{code} x{n}" for code, n in summary.error_codes.most_common(5))
+        unsent = notify_failure(
+            notification_block, f"transfer-manifest: {summary.failed} of {summary.files} files failed",
+            _failure_body(summary, manifest, base, codes))
         return Failed(message=f"{summary.failed} of {summary.files} files failed ({codes}): "
-                              f"{summary.headline()}", data=result)
+                              f"{summary.headline()}" + (f"; {unsent}" if unsent else ""), data=result)
     return result

@@ -1,4 +1,4 @@
-"""The `s3flow` command: transfer, plan, verify, status.
+"""The `s3flow` command: transfer, plan, verify, status, bridge, setup.
 
 Exit codes: 0 every file copied or skipped (plan: nothing would fail; verify:
 no difference); 1 some file failed, the transfer was cancelled (the UI, `prefect
@@ -53,6 +53,29 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("flow_run_id", help="the flow run's id (printed by `s3flow transfer`)")
     status.add_argument("--json", action="store_true", help="print one JSON object, rows included")
     status.add_argument("--all", action="store_true", help="list every file, not only failures")
+    bridge = commands.add_parser(
+        "bridge", help="turn S3 event notifications into Prefect events (self-hosted server)",
+        description="Emit aws.s3.object.created events to the Prefect API (PREFECT_API_URL) for S3 "
+                    "notifications read from SQS or received over HTTP (EventBridge, SNS).")
+    modes = bridge.add_subparsers(dest="mode", required=True, parser_class=_Parser)
+    sqs = modes.add_parser("sqs", help="long-poll an SQS queue that receives the notifications")
+    sqs.add_argument("--queue-url", required=True, help="the queue's URL")
+    sqs.add_argument("--wait-seconds", type=int, default=20, help="long-poll wait (default 20)")
+    http = modes.add_parser("http", help="accept EventBridge and SNS HTTP deliveries")
+    http.add_argument("--port", type=int, required=True)
+    http.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    http.add_argument("--secret-env", default="S3FLOW_BRIDGE_SECRET", metavar="VAR",
+                      help="environment variable holding the shared secret (default S3FLOW_BRIDGE_SECRET); "
+                           "without one, only SNS messages with a valid signature are accepted")
+    setup = commands.add_parser(
+        "setup", help="prepare a Prefect server: work pool, concurrency limit, block types",
+        description="Create the work pool and the global concurrency limit, register the "
+                    "SnsNotification and AwsCredentials block types, and (with --sns-topic-arn) "
+                    "save an SnsNotification block. Safe to run again.")
+    setup.add_argument("--pool", default="s3flow", help="work pool name (default s3flow)")
+    setup.add_argument("--sns-topic-arn", help="save an SnsNotification block for this topic")
+    setup.add_argument("--sns-block", default="s3flow-failures", help="its name (default s3flow-failures)")
+    setup.add_argument("--sns-endpoint-url", help="an SNS-compatible endpoint (tests, local stacks)")
     return top
 
 
@@ -114,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     from s3flow.errors import InputError
 
     try:
-        return {"plan": plan, "verify": verify, "transfer": transfer, "status": status}[args.command](args)
+        return {"plan": plan, "verify": verify, "transfer": transfer, "status": status, "bridge": bridge,
+                "setup": setup}[args.command](args)
     except InputError as exc:
         print(f"s3flow: {exc.describe()}", file=sys.stderr)
         return EXIT_INPUT
@@ -190,6 +214,38 @@ def status(args: argparse.Namespace) -> int:
         if args.all or row["status"] == "failed":
             print(f"{row['status'].upper():<9}{row['source'] or '-'} -> {row['destination']}"
                   + (f": {row['error']}" if row["error"] else ""))
+    return EXIT_OK
+
+
+def bridge(args: argparse.Namespace) -> int:
+    import logging
+    import threading
+
+    from flows.bridge import HttpBridge, PrefectEvents, SqsBridge, run_until_signalled
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    events = PrefectEvents()
+    if args.mode == "sqs":
+        runner = SqsBridge(args.queue_url, events, wait_seconds=args.wait_seconds)
+        run_until_signalled(runner.stopping.set)
+        runner.run()
+        print(f"bridge stopped: {runner.counts.events} events sent, {runner.counts.skipped} skipped, "
+              f"{runner.counts.rejected} malformed messages left in the queue")
+        return EXIT_OK
+    secret = os.environ.get(args.secret_env) or None
+    server = HttpBridge(events, secret=secret).serve(args.host, args.port)
+    run_until_signalled(lambda: threading.Thread(target=server.shutdown).start())
+    print(f"bridge listening on http://{args.host}:{server.server_address[1]}/ "
+          f"({'shared secret or ' if secret else ''}signed SNS messages accepted)", flush=True)
+    server.serve_forever()
+    return EXIT_OK
+
+
+def setup(args: argparse.Namespace) -> int:
+    from flows.setup import setup as prepare_server
+
+    for line in prepare_server(args.pool, args.sns_topic_arn, args.sns_block, args.sns_endpoint_url):
+        print(line)
     return EXIT_OK
 
 

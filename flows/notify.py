@@ -1,0 +1,49 @@
+"""Failure notifications through a saved SnsNotification block, shared by our flows."""
+from __future__ import annotations
+
+import os
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+from prefect.utilities.urls import url_for
+
+FAILURE_MARK = "[FAILED]"  # SNS subjects are ASCII only
+
+
+@task(name="send-notification", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def send_notification(block_name: str, subject: str, body: str) -> str:
+    """Publish through the named SnsNotification block; its MessageId."""
+    from blocks.sns import SnsNotification
+
+    return SnsNotification.load(block_name).publish(body, subject)
+
+
+def notify_failure(block_name: str | None, subject: str, body: str) -> str:
+    """Send a failure notification if a block is named; "" when sent (or none asked for),
+    else why it was not sent, for the run's final message. Never raises: a notification
+    that fails must not hide the failures it was about."""
+    if not block_name:
+        return ""
+    logger = get_run_logger()
+    state = send_notification(block_name, f"{FAILURE_MARK} {subject}", body, return_state=True)
+    if state.is_completed():
+        logger.info("failure notification sent through %r (SNS message %s)", block_name, state.result())
+        return ""
+    error = state.result(raise_on_failure=False)
+    why = f"the failure notification through {block_name!r} was not sent (3 tries): {error}"
+    logger.error(why)
+    return why
+
+
+def run_link() -> str:
+    """The UI page of the current flow run: PREFECT_UI_URL's, else the API server's own UI."""
+    run_id = flow_run.id
+    link = url_for("flow-run", obj_id=run_id) if run_id else None
+    if link:
+        return link
+    api = PREFECT_API_URL.value() or os.environ.get("PREFECT_API_URL", "")
+    if api and not PREFECT_UI_URL.value() and api.rstrip("/").endswith("/api"):
+        return f"{api.rstrip('/')[:-4]}/runs/flow-run/{run_id}"
+    return str(run_id or "")

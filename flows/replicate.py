@@ -1,0 +1,157 @@
+"""The replicate-object flow: one object, copied into several buckets at once.
+
+Started by an `aws.s3.object.created` event (see prefect.yaml and `s3flow bridge`),
+by hand (`prefect deployment run 'replicate-object/...' --param ...`), or from code.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from datetime import datetime, timezone
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
+from prefect.runtime import flow_run
+from prefect.states import Failed
+
+from blocks.credentials import endpoint_from_block
+from flows.notify import notify_failure, run_link
+from flows.status import BATCH_MARK
+from flows.transfer import CONCURRENCY_LIMIT, _slug, ensure_concurrency_limit
+from s3flow.config import MiB, TransferConfig
+from s3flow.errors import InputError
+from s3flow.record import FileResult
+from s3flow.replicate import Outcome, check_request, replicate
+from s3flow.storage import Storage
+
+RETRIES, BACKOFF_BASE = 3, 2.0  # per copy: 3 retries, full-jitter backoff from 2 s
+
+
+def replication_key(bucket: str, key: str) -> str:
+    """The artifact key of one source object's replications: every run for it adds to
+    one history in the UI (Artifacts, or `prefect artifact inspect KEY`)."""
+    digest = hashlib.sha1(f"{bucket}/{key}".encode("utf-8")).hexdigest()[:8]
+    return f"replicate-{_slug(bucket)[:30]}-{_slug(key)[-40:]}-{digest}".replace("--", "-")
+
+
+def destinations_list(value: list[str] | str) -> list[str]:
+    """A list, or one comma-separated string (as environment variables give it)."""
+    if isinstance(value, str):
+        return [name.strip() for name in value.split(",") if name.strip()]
+    return [str(name).strip() for name in value]
+
+
+@task(name="copy-to-destinations", cache_policy=NO_CACHE)
+def copy_to_destinations(config: TransferConfig, source_bucket: str, source_key: str,
+                         destination_buckets: list[str], destination_key: str | None) -> list[FileResult]:
+    source = Storage(config.source, config.max_concurrency)
+    destination = source if config.destination == config.source else Storage(
+        config.destination, config.max_concurrency)
+    results = replicate(config, source, destination, source_bucket, source_key,
+                        destination_buckets, destination_key)
+    create_table_artifact(table=[r.row() for r in results],
+                          description=f"{BATCH_MARK}: replicate s3://{source_bucket}/{source_key}")
+    return results
+
+
+@flow(name="replicate-object")
+def replicate_object(
+    source_bucket: str,
+    source_key: str,
+    destination_buckets: list[str] | str,
+    destination_key: str | None = None,
+    max_concurrency: int = 10,
+    source_credentials: str | None = None,
+    destination_credentials: str | None = None,
+    notification_block: str | None = None,
+    concurrency_limit: str = CONCURRENCY_LIMIT,
+    multipart_threshold_mib: int = 256,
+    part_size_mib: int = 64,
+    checksum_algorithm: str | None = "CRC32C",
+):
+    """Copy s3://source_bucket/source_key into every destination bucket, in parallel.
+
+    Ends Completed when every copy succeeded (an identical object already there counts),
+    else Failed, after one notification through `notification_block`.
+
+    Args:
+        source_bucket: The bucket the object is in.
+        source_key: The object's key (decoded, as the bridge's events carry it).
+        destination_buckets: Buckets to copy into: a list, or one comma-separated string.
+        destination_key: The key in each destination; default: the source key.
+        max_concurrency: Copies (and S3 requests) in flight at once.
+        source_credentials: AwsCredentials block for the source; empty: the environment's.
+        destination_credentials: AwsCredentials block for the destinations.
+        notification_block: SnsNotification block to report failures to; empty: none.
+        concurrency_limit: Global concurrency limit all s3flow runs share (created if missing).
+        multipart_threshold_mib: Objects larger than this are copied in parts.
+        part_size_mib: Part size of multipart copies.
+        checksum_algorithm: Checksum S3 computes on each copy, recorded ("none": none).
+    """
+    logger = get_run_logger()
+    destinations = destinations_list(destination_buckets)
+    source = f"s3://{source_bucket}/{source_key}"
+    key = replication_key(source_bucket or "none", source_key or "none")
+    try:
+        check_request(source_bucket, source_key, destinations, destination_key)
+        config = TransferConfig(
+            max_concurrency=max_concurrency, max_attempts=RETRIES + 1, backoff_base=BACKOFF_BASE,
+            multipart_threshold=multipart_threshold_mib * MiB, part_size=part_size_mib * MiB,
+            checksum_algorithm=None if (checksum_algorithm or "none").lower() == "none"
+            else checksum_algorithm.upper(),
+            source=endpoint_from_block(source_credentials),
+            destination=endpoint_from_block(destination_credentials))
+    except InputError as exc:
+        message = f"invalid replication request: {exc.describe()}"
+        unsent = notify_failure(notification_block, f"replicate-object: invalid request for {source}"[:80],
+                                _body(source, message, None, key))
+        return Failed(message=message + (f"; {unsent}" if unsent else ""))
+
+    started = datetime.now(timezone.utc)
+    create_markdown_artifact(key=key, description=f"Replication of {source} started", markdown="\n".join([
+        f"# Replication of `{source}` started", "", f"- flow run: {flow_run.id} ({run_link()})",
+        f"- destinations: {', '.join(f'`{d}`' for d in destinations)}",
+        f"- started: {started.isoformat(timespec='seconds')}"]))
+
+    slots = min(config.max_concurrency, ensure_concurrency_limit(concurrency_limit))
+    with concurrency(concurrency_limit, occupy=max(slots, 1)):
+        results = copy_to_destinations(replace(config, max_concurrency=max(slots, 1)), source_bucket,
+                                       source_key, destinations, destination_key)
+    outcome = Outcome.of(source, results)
+    create_markdown_artifact(key=key, description=f"Replication of {source}: {outcome.headline()}",
+                             markdown=_outcome_markdown(outcome, results, started))
+    logger.info(outcome.headline())
+    result = outcome.to_json()
+    if not outcome.failed:
+        return result
+    for bucket, error in outcome.errors.items():
+        logger.warning("FAILED %s -> %s: %s", source, bucket, error)
+    subject = f"replicate-object: {outcome.failed} of {outcome.total} copies of {source} failed"
+    unsent = notify_failure(notification_block, subject, _body(source, outcome.headline(), outcome, key))
+    message = f"{outcome.failed} of {outcome.total} copies failed: " + "; ".join(
+        f"{bucket}: {error}" for bucket, error in outcome.errors.items())
+    return Failed(message=message + (f"; {unsent}" if unsent else ""), data=result)
+
+
+def _outcome_markdown(outcome: Outcome, results: list[FileResult], started: datetime) -> str:
+    lines = [f"# Replication of `{outcome.source}`", "",
+             f"**{outcome.succeeded} of {outcome.total} destinations succeeded, {outcome.failed} failed** "
+             f"(flow run {flow_run.id}, started {started.isoformat(timespec='seconds')})", "",
+             "| Destination | Status | Attempts | Error or detail |", "|---|---|---:|---|"]
+    for r in results:
+        lines.append(f"| `{r.destination}` | {r.status} | {r.attempts} | "
+                     f"{(r.error or r.detail).replace('|', '/')} |")
+    return "\n".join(lines)
+
+
+def _body(source: str, headline: str, outcome: Outcome | None, key: str) -> str:
+    lines = [headline, "", f"Source: {source}"]
+    if outcome is not None:
+        lines += [f"Destinations: {outcome.total} ({outcome.succeeded} succeeded, {outcome.failed} failed)"]
+        if outcome.succeeded_buckets:
+            lines.append(f"Succeeded: {', '.join(outcome.succeeded_buckets)}")
+        lines += ["Failed:", *(f"  - {bucket}: {error}" for bucket, error in outcome.errors.items())]
+    lines += ["", f"Flow run: {flow_run.id}", f"Link: {run_link()}", f"Artifact: {key}"]
+    return "\n".join(lines)

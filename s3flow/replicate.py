@@ -1,0 +1,118 @@
+"""Replicate one object to several buckets: the planner and copier of a transfer,
+with one object row per destination. No Prefect here.
+
+A destination that already holds an identical object is skipped and counts as a
+success: the object is there. A destination bucket that does not exist fails
+alone (NoSuchBucket), found before any copy.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+from .config import TransferConfig
+from .copy import Copier
+from .errors import InputError, Problem
+from .manifest import ManifestRow
+from .plan import Planner, check_buckets
+from .record import COPIED, SKIPPED, FileResult, ObjectRef
+from .retry import Retrier
+from .storage import Storage
+
+_BUCKET_RULE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def bucket_problem(name: str) -> str | None:
+    """Why `name` is not a valid S3 bucket name (AWS's general purpose rules), or None."""
+    if not name:
+        return "is empty"
+    if not _BUCKET_RULE.match(name):
+        return ("must be 3 to 63 characters of lowercase letters, digits, dots and hyphens, "
+                "beginning and ending with a letter or digit")
+    if ".." in name:
+        return "must not contain two dots in a row"
+    try:
+        ipaddress.IPv4Address(name)
+        return "must not look like an IP address"
+    except ValueError:
+        return None
+
+
+def check_request(source_bucket: str, source_key: str, destination_buckets: list[str],
+                  destination_key: str | None) -> None:
+    """Every problem with a replication request at once; InputError if any."""
+    problems = []
+    for field_name, name in [("source_bucket", source_bucket),
+                             *((f"destination_buckets[{i}]", b) for i, b in enumerate(destination_buckets))]:
+        if why := bucket_problem(name):
+            problems.append(Problem(f"{name!r} {why}", field=field_name))
+    if not source_key:
+        problems.append(Problem("is empty", field="source_key"))
+    elif source_key.endswith("/"):
+        problems.append(Problem(f"{source_key!r} is a prefix, not an object", field="source_key"))
+    if destination_key is not None and (not destination_key or destination_key.endswith("/")):
+        problems.append(Problem(f"{destination_key!r} is not an object key", field="destination_key"))
+    if not destination_buckets:
+        problems.append(Problem("needs at least one bucket", field="destination_buckets"))
+    if source_bucket in destination_buckets and (destination_key or source_key) == source_key:
+        problems.append(Problem(f"the source bucket {source_bucket!r} is among the destinations "
+                                "(the object would be copied onto itself)", field="destination_buckets"))
+    duplicates = sorted({b for b in destination_buckets if destination_buckets.count(b) > 1})
+    if duplicates:
+        problems.append(Problem(f"{', '.join(duplicates)} named more than once", field="destination_buckets"))
+    if problems:
+        raise InputError(problems, "replicate-object")
+
+
+def replicate(config: TransferConfig, source: Storage, destination: Storage, source_bucket: str,
+              source_key: str, destination_buckets: list[str],
+              destination_key: str | None = None) -> list[FileResult]:
+    """Copy s3://source_bucket/source_key into every destination bucket, in parallel
+    (config.max_concurrency at most); one result per destination, in their order."""
+    check_request(source_bucket, source_key, destination_buckets, destination_key)
+    src = ObjectRef(source_bucket, source_key)
+    rows = [ManifestRow(number, src, ObjectRef(bucket, destination_key or source_key))
+            for number, bucket in enumerate(destination_buckets, 1)]
+    missing = check_buckets(rows, source, destination, Retrier(config))
+    planned = list(Planner(config, source, destination).plan(rows, missing))
+    settled = [item for item in planned if isinstance(item, FileResult)]
+    with Copier(config, source, destination) as copier:
+        done = settled + copier.run([item for item in planned if not isinstance(item, FileResult)])
+    return sorted(done, key=lambda result: result.line or 0)
+
+
+@dataclass
+class Outcome:
+    """The aggregate of one replication: what the flow returns and reports."""
+
+    source: str
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    succeeded_buckets: list[str] = field(default_factory=list)
+    failed_buckets: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)  # failed bucket -> its error
+
+    @classmethod
+    def of(cls, source: str, results: list[FileResult]) -> "Outcome":
+        outcome = cls(source)
+        for result in results:
+            bucket = result.destination.removeprefix("s3://").split("/", 1)[0]
+            outcome.total += 1
+            if result.status in (COPIED, SKIPPED):
+                outcome.succeeded += 1
+                outcome.succeeded_buckets.append(bucket)
+            else:
+                outcome.failed += 1
+                outcome.failed_buckets.append(bucket)
+                outcome.errors[bucket] = result.error or result.status
+        return outcome
+
+    def to_json(self) -> dict:
+        return {"source": self.source, "total": self.total, "succeeded": self.succeeded,
+                "failed": self.failed, "succeeded_buckets": self.succeeded_buckets,
+                "failed_buckets": self.failed_buckets, "errors": self.errors}
+
+    def headline(self) -> str:
+        return f"{self.source}: {self.succeeded} of {self.total} destinations succeeded, {self.failed} failed"

@@ -1,0 +1,102 @@
+"""The replicate-object flow in this process, on moto's S3, SNS and SQS servers."""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+import pytest
+
+from blocks.sns import SnsNotification
+from flows.replicate import replicate_object, replication_key
+from tests.integration.test_transfer_flow import artifacts
+
+
+@pytest.fixture()
+def aws(moto_env, prefect_api):
+    """Buckets, a topic and a queue subscribed to it, on moto; the AWS env points there."""
+    import boto3
+
+    url, s3 = moto_env
+    tag = uuid.uuid4().hex[:6]
+    names = {role: f"{role}-{tag}" for role in ("global-builds", "region-a", "region-b")}
+    for name in names.values():
+        s3.create_bucket(Bucket=name)
+    sns = boto3.client("sns", endpoint_url=url, region_name="us-east-1")
+    sqs = boto3.client("sqs", endpoint_url=url, region_name="us-east-1")
+    topic = sns.create_topic(Name=f"s3flow-failures-{tag}")["TopicArn"]
+    queue = sqs.create_queue(QueueName=f"alerts-{tag}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    block = f"failures-{tag}"
+    SnsNotification(topic_arn=topic).save(block)
+
+    def alerts() -> list[dict]:
+        found = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        return [json.loads(m["Body"]) for m in found]
+
+    return {"s3": s3, "buckets": names, "block": block, "alerts": alerts, "topic": topic}
+
+
+def test_object_arrives_in_every_destination_and_its_history_is_kept(aws, prefect_api):
+    s3, b = aws["s3"], aws["buckets"]
+    s3.put_object(Bucket=b["global-builds"], Key="builds/build 123.zip", Body=b"PK" + os.urandom(3000))
+
+    result = replicate_object(b["global-builds"], "builds/build 123.zip", [b["region-a"], b["region-b"]],
+                              notification_block=aws["block"])
+
+    assert result["succeeded"] == result["total"] == 2 and result["failed_buckets"] == []
+    source = s3.get_object(Bucket=b["global-builds"], Key="builds/build 123.zip")["Body"].read()
+    for bucket in ("region-a", "region-b"):
+        assert s3.get_object(Bucket=b[bucket], Key="builds/build 123.zip")["Body"].read() == source
+    history = artifacts(replication_key(b["global-builds"], "builds/build 123.zip"))
+    source_uri = f"s3://{b['global-builds']}/builds/build 123.zip"
+    assert [a.description for a in history] == [  # newest first: the outcome, then the start
+        f"Replication of {source_uri}: {source_uri}: 2 of 2 destinations succeeded, 0 failed",
+        f"Replication of {source_uri} started"]
+    assert aws["alerts"]() == []  # nothing failed, nothing sent
+
+    again = replicate_object(b["global-builds"], "builds/build 123.zip", f"{b['region-a']},{b['region-b']}")
+    assert again["succeeded"] == 2  # already there and identical: skipped, which is success
+
+
+def test_a_missing_destination_fails_alone_and_is_notified(aws, prefect_api):
+    s3, b = aws["s3"], aws["buckets"]
+    s3.put_object(Bucket=b["global-builds"], Key="build-124.zip", Body=b"PK-124")
+    missing = f"region-gone-{uuid.uuid4().hex[:6]}"
+
+    state = replicate_object(b["global-builds"], "build-124.zip", [b["region-a"], missing],
+                             notification_block=aws["block"], return_state=True)
+
+    assert state.is_failed()
+    assert f"1 of 2 copies failed: {missing}: NoSuchBucket" in state.message
+    assert s3.get_object(Bucket=b["region-a"], Key="build-124.zip")["Body"].read() == b"PK-124"
+    [alert] = aws["alerts"]()
+    assert alert["Subject"].startswith("[FAILED] replicate-object: 1 of 2 copies of")
+    body = alert["Message"]
+    assert f"Source: s3://{b['global-builds']}/build-124.zip" in body
+    assert f"  - {missing}: NoSuchBucket" in body and f"Succeeded: {b['region-a']}" in body
+    assert str(state.state_details.flow_run_id) in body
+    assert f"Artifact: {replication_key(b['global-builds'], 'build-124.zip')}" in body
+
+
+def test_a_notification_that_cannot_be_sent_does_not_hide_the_failure(aws, prefect_api):
+    s3, b = aws["s3"], aws["buckets"]
+    s3.put_object(Bucket=b["global-builds"], Key="build-125.zip", Body=b"PK-125")
+    broken = f"broken-{uuid.uuid4().hex[:6]}"
+    SnsNotification(topic_arn="arn:aws:sns:us-east-1:123456789012:no-such-topic").save(broken)
+
+    state = replicate_object(b["global-builds"], "build-125.zip", [b["region-a"], "region-gone-x1"],
+                             notification_block=broken, return_state=True)
+
+    assert state.is_failed()
+    assert state.message.startswith("1 of 2 copies failed: region-gone-x1: NoSuchBucket")
+    assert f"the failure notification through {broken!r} was not sent (3 tries)" in state.message
+
+
+def test_invalid_request_fails_with_the_problems_named(aws, prefect_api):
+    b = aws["buckets"]
+    state = replicate_object(b["global-builds"], "", [b["global-builds"], "Bad_Bucket"], return_state=True)
+    assert state.is_failed()
+    assert "source_key: is empty" in state.message
+    assert "destination_buckets[1]: 'Bad_Bucket'" in state.message
