@@ -224,6 +224,8 @@ def bridge(args: argparse.Namespace) -> int:
     from flows.bridge import HttpBridge, PrefectEvents, SqsBridge, run_until_signalled
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    for chatty in ("botocore", "boto3", "httpx", "urllib3"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     events = PrefectEvents()
     if args.mode == "sqs":
         runner = SqsBridge(args.queue_url, events, wait_seconds=args.wait_seconds)

@@ -21,17 +21,36 @@ def prefect_cli(*args: str, env: dict) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture()
-def worker(prefect_api, seaweed, tmp_path):
-    """The s3flow pool, the deployments of prefect.yaml, and one process worker."""
-    env = {**os.environ, **seaweed.env(), **prefect_api.env(), "PREFECT_WORKER_QUERY_SECONDS": "1"}
-    prefect_cli("work-pool", "create", "s3flow", "--type", "process", "--overwrite", env=env)
-    prefect_cli("deploy", "--all", env=env)
-    log = (tmp_path / "worker.log").open("wb")
-    proc = subprocess.Popen([str(VENV_BIN / "prefect"), "worker", "start", "--pool", "s3flow"],
-                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    yield proc
-    for _ in range(2):  # a worker ignores SIGTERM; two SIGINTs stop it
+def start_worker(prefect_api, tmp_path):
+    """start_worker(env): the s3flow pool, the deployments of prefect.yaml deployed with
+    `env` (prefect.yaml reads its {{ $VARS }} from it), and one process worker with it."""
+    procs = []
+
+    def start(extra: dict[str, str]) -> subprocess.Popen:
+        env = {**os.environ, **prefect_api.env(), "PREFECT_WORKER_QUERY_SECONDS": "1", **extra}
+        prefect_cli("work-pool", "create", "s3flow", "--type", "process", "--overwrite", env=env)
+        prefect_cli("deploy", "--all", env=env)
+        log = (tmp_path / f"worker-{len(procs)}.log").open("wb")
+        proc = subprocess.Popen([str(VENV_BIN / "prefect"), "worker", "start", "--pool", "s3flow"],
+                                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        stop(proc)
+
+
+@pytest.fixture()
+def worker(start_worker, seaweed):
+    """One process worker whose runs use SeaweedFS."""
+    return start_worker(seaweed.env())
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a worker (it ignores SIGTERM: two SIGINTs) or any other process group we started."""
+    for _ in range(2):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGINT)
             try:

@@ -1,0 +1,128 @@
+"""Event-driven replication end to end, every part real and on loopback:
+
+moto's S3 sends object-created notifications to an SQS queue; `s3flow bridge sqs`
+turns them into Prefect events; the triggers of prefect.yaml's deployments (set up
+with `s3flow setup` and `prefect deploy --all`) start runs on a process worker; a
+failed copy is published to moto's SNS, read back from a queue subscribed to it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+
+import boto3
+import pytest
+
+from flows.replicate import replication_key
+from tests.conftest import MOTO_CREDENTIALS, VENV_BIN, run_cli
+from tests.integration.conftest import stop
+from tests.integration.test_transfer_flow import artifacts
+
+WAIT = 150  # seconds: event -> flow run -> worker -> flow process (6-18 s) plus the copy
+
+
+def eventually(check, what: str, timeout: float = WAIT):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(1)
+    raise AssertionError(f"{what}: not within {timeout:.0f} s")
+
+
+@pytest.fixture()
+def stack(moto, prefect_api, start_worker, tmp_path):
+    url, s3 = moto
+    tag = uuid.uuid4().hex[:6]
+    names = {role: f"{role}-{tag}" for role in (
+        "global-builds", "region-a-builds", "region-b-builds", "genomics-inbox", "seq-raw", "seq-archive")}
+    for name in names.values():
+        s3.create_bucket(Bucket=name)
+    sqs = boto3.client("sqs", endpoint_url=url, **_region())
+    sns = boto3.client("sns", endpoint_url=url, **_region())
+    events_queue = sqs.create_queue(QueueName=f"s3-events-{tag}")["QueueUrl"]
+    for bucket in (names["global-builds"], names["genomics-inbox"]):
+        s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
+            "QueueConfigurations": [{"QueueArn": _arn(sqs, events_queue), "Events": ["s3:ObjectCreated:*"]}]})
+    topic = sns.create_topic(Name=f"s3flow-failures-{tag}")["TopicArn"]
+    alerts_queue = sqs.create_queue(QueueName=f"alerts-{tag}")["QueueUrl"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=_arn(sqs, alerts_queue))
+
+    aws_env = {"AWS_ENDPOINT_URL": url, **MOTO_CREDENTIALS}
+    setup = run_cli(["setup", "--sns-topic-arn", topic, "--sns-block", f"failures-{tag}"],
+                    {**aws_env, **prefect_api.env()})
+    assert setup.returncode == 0, setup.stderr[-2000:]
+    assert "block type 'sns-notification': registered" in setup.stdout
+    start_worker({**aws_env,
+                  "S3FLOW_WATCHED_BUCKET": names["global-builds"],
+                  "S3FLOW_REPLICA_BUCKETS": f"{names['region-a-builds']},{names['region-b-builds']}",
+                  "S3FLOW_NOTIFICATION_BLOCK": f"failures-{tag}",
+                  "S3FLOW_MANIFEST_BUCKET": names["genomics-inbox"],
+                  "S3FLOW_MANIFEST_PREFIX": "input/s3_batch_sync_input-"})
+    log = (tmp_path / "bridge.log").open("wb")
+    bridge = subprocess.Popen(
+        [str(VENV_BIN / "s3flow"), "bridge", "sqs", "--queue-url", events_queue, "--wait-seconds", "1"],
+        env={**os.environ, **aws_env, **prefect_api.env()}, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True)
+
+    def alerts() -> list[dict]:
+        found = sqs.receive_message(QueueUrl=alerts_queue, MaxNumberOfMessages=10).get("Messages", [])
+        return [json.loads(m["Body"]) for m in found]
+
+    yield {"s3": s3, "names": names, "alerts": alerts, "bridge_log": tmp_path / "bridge.log"}
+    stop(bridge)
+
+
+def _region() -> dict:
+    return {"region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+def _arn(sqs, queue_url: str) -> str:
+    return sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+def _body(s3, bucket: str, key: str) -> bytes | None:
+    try:
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return None
+
+
+def test_uploads_replicate_fail_loudly_and_manifests_start_transfers(stack):
+    s3, n = stack["s3"], stack["names"]
+
+    # 1. A build lands in global-builds: it appears in both regional buckets.
+    key = "builds/build 123.zip"  # S3 sends it as builds/build+123.zip
+    build = b"PK" + os.urandom(4096)
+    s3.put_object(Bucket=n["global-builds"], Key=key, Body=build)
+    eventually(lambda: all(_body(s3, n[b], key) == build for b in ("region-a-builds", "region-b-builds")),
+               "the build in both regional buckets")
+    outcome = eventually(lambda: [a for a in artifacts(replication_key(n["global-builds"], key))
+                                  if "2 of 2 destinations succeeded" in (a.description or "")],
+                         "the replication's outcome artifact", timeout=30)
+    assert outcome[0].flow_run_id is not None
+    assert "s3:TestEvent" in stack["bridge_log"].read_text()  # sent when notifications were set up
+
+    # 2. A regional bucket is gone: the other copy still happens, and SNS says which failed.
+    s3.delete_object(Bucket=n["region-b-builds"], Key=key)
+    s3.delete_bucket(Bucket=n["region-b-builds"])
+    s3.put_object(Bucket=n["global-builds"], Key="builds/build-124.zip", Body=b"PK-124")
+    [alert] = eventually(stack["alerts"], "the failure notification")
+    assert alert["Subject"].startswith("[FAILED] replicate-object: 1 of 2 copies of")
+    assert f"  - {n['region-b-builds']}: NoSuchBucket" in alert["Message"]
+    assert f"Source: s3://{n['global-builds']}/builds/build-124.zip" in alert["Message"]
+    assert "Flow run: " in alert["Message"] and "Artifact: replicate-" in alert["Message"]
+    assert _body(s3, n["region-a-builds"], "builds/build-124.zip") == b"PK-124"
+
+    # 3. A manifest dropped into the inbox prefix starts the bulk transfer it describes.
+    reads = {f"batch-7/sample-{i}.fq.gz": os.urandom(2000 + i) for i in range(5)}
+    for read_key, data in reads.items():
+        s3.put_object(Bucket=n["seq-raw"], Key=read_key, Body=data)
+    s3.put_object(Bucket=n["genomics-inbox"], Key="input/s3_batch_sync_input-7.csv",
+                  Body=f"s3://{n['seq-raw']}/batch-7/,s3://{n['seq-archive']}/batch-7/\n".encode())
+    eventually(lambda: all(_body(s3, n["seq-archive"], k) == v for k, v in reads.items()),
+               "the manifest's objects in the archive bucket")
