@@ -100,3 +100,23 @@ def test_invalid_request_fails_with_the_problems_named(aws, prefect_api):
     assert state.is_failed()
     assert "source_key: is empty" in state.message
     assert "destination_buckets[1]: 'Bad_Bucket'" in state.message
+
+
+def test_transfer_manifest_notifies_its_top_failures(aws, prefect_api, tmp_path):
+    from flows.transfer import artifact_base, transfer_manifest
+
+    s3, b = aws["s3"], aws["buckets"]
+    s3.put_object(Bucket=b["global-builds"], Key="batch/ok.fq", Body=b"ACGT")
+    manifest = tmp_path / "batch.csv"
+    manifest.write_text(f"s3://{b['global-builds']}/batch/ok.fq,s3://{b['region-a']}/batch/ok.fq\n"
+                        f"s3://{b['global-builds']}/batch/lost.fq,s3://{b['region-a']}/batch/lost.fq\n")
+
+    state = transfer_manifest(manifest=str(manifest), notification_block=aws["block"], return_state=True)
+
+    assert state.is_failed() and "1 of 2 files failed (NoSuchKey x1)" in state.message
+    [alert] = aws["alerts"]()
+    assert alert["Subject"] == "[FAILED] transfer-manifest: 1 of 2 files failed"
+    body = alert["Message"]
+    assert f"  - s3://{b['global-builds']}/batch/lost.fq -> s3://{b['region-a']}/batch/lost.fq: NoSuchKey" in body
+    assert f"Manifest: {manifest}" in body and str(state.state_details.flow_run_id) in body
+    assert f"Artifacts: {artifact_base(str(manifest))}-files" in body
