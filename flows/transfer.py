@@ -6,6 +6,7 @@ Prefect bookkeeping), and keeps every file's result in artifacts.
 """
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import itertools
 import re
@@ -399,8 +400,10 @@ class _CancelWatch:
         self._copier = copier
         self._every = every
         self._run_id = flow_run.id
-        if self._run_id:
-            threading.Thread(target=self._poll, name="s3flow-cancel-watch", daemon=True).start()
+        if self._run_id:  # the thread runs in this context: the same Prefect settings and API
+            context = contextvars.copy_context()
+            threading.Thread(target=context.run, args=(self._poll,), name="s3flow-cancel-watch",
+                             daemon=True).start()
 
     def _poll(self) -> None:
         with get_client(sync_client=True) as client:

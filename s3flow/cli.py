@@ -266,7 +266,10 @@ def transfer(args: argparse.Namespace) -> int:
     params = {**_engine_options(args), "transfer_name": args.transfer_name,
               "dry_run": args.dry_run, "prices": prices}
     state = transfer_manifest(**params, return_state=True)
-    result = state.result(raise_on_failure=False)
+    try:
+        result = state.result(raise_on_failure=False)
+    except Exception as exc:  # e.g. cancelled just as it finished: the run has no result
+        result = exc
     if isinstance(result, InputError):
         raise result
     if not isinstance(result, dict):

@@ -153,3 +153,28 @@ def test_ctrl_c_stops_s3flow_transfer_and_the_same_command_finishes_it(
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-2000:]
     assert listing(c, dst) == objects
+
+
+def test_prefect_cancel_stops_an_s3flow_transfer_run_too(seaweed, buckets, slow_proxy, prefect_api,
+                                                        write_manifest):
+    """No worker signals a run of `s3flow transfer`: it sees its own state turn Cancelling."""
+    src, dst = buckets("src", "dst")
+    c = seaweed.client()
+    objects = source_data(c, src)
+    manifest = write_manifest(manifest_text(src, dst), "ui-cancel.csv")
+    env = {**os.environ, **seaweed.env(), **prefect_api.env(), "AWS_ENDPOINT_URL": slow_proxy.url}
+    command = [str(VENV_BIN / "s3flow"), "transfer", manifest, "--multipart-threshold-mib", "5",
+               "--part-size-mib", "5", "--part-concurrency", "1", "--concurrency", "4"]
+
+    running = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    wait_for_part_copies(slow_proxy, running)
+    run_id = artifacts(f"{artifact_base(manifest)}-progress")[0].flow_run_id
+    prefect_cli("flow-run", "cancel", str(run_id), env=env)
+    out, err = running.communicate(timeout=90)
+
+    assert running.returncode == 1 and "cancelled" in err and "Traceback" not in out + err
+    assert final_state(run_id).type == StateType.CANCELLED
+    files = artifacts(f"{artifact_base(manifest)}-files")[0]
+    assert files.flow_run_id == run_id
+    check_cancelled(c, src, dst, objects, table_rows(files))
