@@ -39,7 +39,11 @@ def notify_failure(block_name: str | None, subject: str, body: str) -> str:
 
 def run_link() -> str:
     """The UI page of the current flow run: PREFECT_UI_URL's, else the API server's own UI."""
-    run_id = flow_run.id
+    return ui_link(flow_run.id)
+
+
+def ui_link(run_id) -> str:
+    """The UI page of a flow run: PREFECT_UI_URL's, else the API server's own UI."""
     link = url_for("flow-run", obj_id=run_id) if run_id else None
     if link:
         return link

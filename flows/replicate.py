@@ -17,6 +17,7 @@ from prefect.runtime import flow_run
 from prefect.states import Failed
 
 from blocks.credentials import endpoint_from_block
+from flows.history import record_events, run_trigger, stamped
 from flows.notify import notify_failure, run_link
 from flows.status import BATCH_MARK
 from flows.transfer import CONCURRENCY_LIMIT, _slug, ensure_concurrency_limit
@@ -45,14 +46,19 @@ def destinations_list(value: list[str] | str) -> list[str]:
 
 @task(name="copy-to-destinations", cache_policy=NO_CACHE)
 def copy_to_destinations(config: TransferConfig, source_bucket: str, source_key: str,
-                         destination_buckets: list[str], destination_key: str | None) -> list[FileResult]:
+                         destination_buckets: list[str], destination_key: str | None,
+                         trigger: str = "") -> list[FileResult]:
     source = Storage(config.source, config.max_concurrency)
     destination = source if config.destination == config.source else Storage(
         config.destination, config.max_concurrency)
-    results = replicate(config, source, destination, source_bucket, source_key,
-                        destination_buckets, destination_key)
+    results = stamped(replicate(config, source, destination, source_bucket, source_key,
+                                destination_buckets, destination_key), trigger)
     create_table_artifact(table=[r.row() for r in results],
                           description=f"{BATCH_MARK}: replicate s3://{source_bucket}/{source_key}")
+    try:
+        record_events(results)
+    except Exception as exc:  # the copies are done; the history index entry is lost, not the copies
+        get_run_logger().warning("history events not recorded: %s", exc)
     return results
 
 
@@ -118,7 +124,7 @@ def replicate_object(
     slots = min(config.max_concurrency, ensure_concurrency_limit(concurrency_limit))
     with concurrency(concurrency_limit, occupy=max(slots, 1)):
         results = copy_to_destinations(replace(config, max_concurrency=max(slots, 1)), source_bucket,
-                                       source_key, destinations, destination_key)
+                                       source_key, destinations, destination_key, run_trigger())
     outcome = Outcome.of(source, results)
     create_markdown_artifact(key=key, description=f"Replication of {source}: {outcome.headline()}",
                              markdown=_outcome_markdown(outcome, results, started))

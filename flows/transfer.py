@@ -34,6 +34,7 @@ from prefect.utilities.annotations import quote
 from prefect.utilities.urls import url_for
 
 from blocks.credentials import endpoint_from_block
+from flows.history import record_events, run_trigger, stamped
 from flows.notify import notify_failure, run_link
 from flows.status import BATCH_MARK
 from s3flow import estimate
@@ -56,7 +57,7 @@ PROGRESS_EVERY = 1.0  # seconds between progress artifact updates
 NOTIFY_FAILURES = 10  # failed files listed in a notification
 CANCEL_GRACE = 20.0  # seconds a cancelled transfer waits for requests in flight (a worker allows 30)
 
-_copiers: dict[str, Copier] = {}  # the running transfers of this process, by id
+_transfers: dict[str, tuple[Copier, str]] = {}  # running transfers of this process: copier, trigger
 
 
 @dataclass(frozen=True)
@@ -133,15 +134,21 @@ def copy_batch(number: int, items: list, transfer_id: str) -> list[FileResult]:
     S3 errors never raise here (each file's retries and failure are in its result);
     the task's own retries are for the unexpected, and re-copying is idempotent.
     The batch's files are recorded at once, so `s3flow status` sees them mid-transfer."""
-    results = _copiers[transfer_id].run(items)
+    copier, trigger = _transfers[transfer_id]
+    results = stamped(copier.run(items), trigger)
     _record(results, f"batch {number}")
     return results
 
 
 def _record(results: list[FileResult], what: str) -> None:
+    """A batch's files as a table artifact (for `status`) and as events (for `history`)."""
     if results:
         create_table_artifact(table=[result.row() for result in results],
                               description=f"{BATCH_MARK}: {what}")
+        try:
+            record_events(results)
+        except Exception as exc:  # the copies are done: never redo them for a lost index entry
+            get_run_logger().warning("history events of %d files not recorded: %s", len(results), exc)
 
 
 def ensure_concurrency_limit(name: str, slots: int = CONCURRENCY_LIMIT_SLOTS) -> int:
@@ -170,12 +177,15 @@ class _Progress:
     artifact_id: uuid.UUID | None = None
     last_update: float = 0.0
     stopped_by: BaseException | None = None  # the signal that cancelled the run, if one did
+    trigger: str = ""  # what started the run, stamped on every file
 
-    def add(self, results: list[FileResult]) -> None:
+    def add(self, results: list[FileResult]) -> list[FileResult]:
+        results = [r if r.trigger or not self.trigger else replace(r, trigger=self.trigger) for r in results]
         self.results.extend(results)
         self.summary.add(results)
         if time.monotonic() - self.last_update >= PROGRESS_EVERY:
             self.show()
+        return results
 
     def show(self) -> None:
         total = max(self.planned, 1)
@@ -263,7 +273,7 @@ def transfer_manifest(
         source_credentials=source_credentials, destination_credentials=destination_credentials)
     price_table = estimate.prices_from(prices) if dry_run else None
     base = artifact_base(manifest, transfer_name)
-    progress = _Progress(base)
+    progress = _Progress(base, trigger=run_trigger(manifest))
     progress.show()
     limit = ensure_concurrency_limit(concurrency_limit)
     if limit < 1:
@@ -316,7 +326,7 @@ def _run(job: Prepared, copier: Copier, progress: _Progress) -> tuple[int, int]:
     the table in s3flow/copy.py says; every file planned so far gets its result,
     and every manifest row not fully planned one row-level `cancelled` result."""
     transfer_id = str(uuid.uuid4())
-    _copiers[transfer_id] = copier
+    _transfers[transfer_id] = (copier, progress.trigger)
     pending: list = []
     numbers = itertools.count(1)
 
@@ -350,8 +360,7 @@ def _run(job: Prepared, copier: Copier, progress: _Progress) -> tuple[int, int]:
             for planned in planner.plan(job.rows, job.missing_buckets):
                 progress.planned += 1
                 if isinstance(planned, FileResult):
-                    progress.add([planned])
-                    settled.append(planned)
+                    settled.extend(progress.add([planned]))
                     if len(settled) >= job.config.batch_files:
                         _record(settled, "planning")
                         settled.clear()
@@ -378,12 +387,11 @@ def _run(job: Prepared, copier: Copier, progress: _Progress) -> tuple[int, int]:
         progress.planning = False
         if copier.cancelled:
             unplanned = cancelled_rows(job.rows, planner.rows_done)
-            progress.add(unplanned)
-            settled.extend(unplanned)
+            settled.extend(progress.add(unplanned))
         _record(settled, "planning")
     finally:
         watch.stop()
-        _copiers.pop(transfer_id, None)
+        _transfers.pop(transfer_id, None)
     if planner.excluded:
         get_run_logger().info("filters left out %d source objects", planner.excluded)
     if stopped is not None:

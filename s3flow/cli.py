@@ -1,4 +1,4 @@
-"""The `s3flow` command: transfer, plan, verify, status, bridge, setup.
+"""The `s3flow` command: transfer, plan, verify, status, history, bridge, setup.
 
 Exit codes: 0 every file copied or skipped (plan: nothing would fail; verify:
 no difference); 1 some file failed, the transfer was cancelled (the UI, `prefect
@@ -53,6 +53,17 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("flow_run_id", help="the flow run's id (printed by `s3flow transfer`)")
     status.add_argument("--json", action="store_true", help="print one JSON object, rows included")
     status.add_argument("--all", action="store_true", help="list every file, not only failures")
+    history = commands.add_parser(
+        "history", help="every run that copied, skipped, failed or deleted an object",
+        description="Read from the Prefect API (PREFECT_API_URL) every recorded file result with "
+                    "this object as source or destination, newest first: time, flow run, what "
+                    "started the run, status, attempts, size, ETag, checksum, error. Exit 1 if none.")
+    history.add_argument("uri", help="s3://bucket/key")
+    history.add_argument("--json", action="store_true", help="print one JSON list")
+    history.add_argument("--limit", type=int, default=1000, help="at most this many entries (default 1000)")
+    history.add_argument("--scan-artifacts", action="store_true",
+                         help="read every per-file table instead of the event index: slower, and "
+                              "not bound by the server's event retention")
     bridge = commands.add_parser(
         "bridge", help="turn S3 event notifications into Prefect events (self-hosted server)",
         description="Emit aws.s3.object.created events to the Prefect API (PREFECT_API_URL) for S3 "
@@ -137,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     from s3flow.errors import InputError
 
     try:
-        return {"plan": plan, "verify": verify, "transfer": transfer, "status": status, "bridge": bridge,
+        return {"plan": plan, "verify": verify, "transfer": transfer, "status": status, "history": history, "bridge": bridge,
                 "setup": setup}[args.command](args)
     except InputError as exc:
         print(f"s3flow: {exc.describe()}", file=sys.stderr)
@@ -215,6 +226,35 @@ def status(args: argparse.Namespace) -> int:
             print(f"{row['status'].upper():<9}{row['source'] or '-'} -> {row['destination']}"
                   + (f": {row['error']}" if row["error"] else ""))
     return EXIT_OK
+
+
+def history(args: argparse.Namespace) -> int:
+    from flows.history import object_history, scan_artifacts
+    from flows.notify import ui_link
+    from s3flow.errors import InputError
+    from s3flow.manifest import is_prefix_key, parse_uri
+
+    try:
+        ref = parse_uri(args.uri)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    if is_prefix_key(ref.key):
+        raise InputError(f"{args.uri} is a prefix: history is kept per object")
+    entries = (scan_artifacts if args.scan_artifacts else object_history)(args.uri, args.limit)
+    if args.json:
+        print(json.dumps(entries))
+    elif not entries:
+        print(f"no recorded run copied, skipped, failed or deleted {args.uri}")
+    for entry in entries if not args.json else ():
+        other = entry["source"] if entry["role"] == "destination" else entry["destination"]
+        arrow = "" if not other else f" ({'from' if entry['role'] == 'destination' else 'to'} {other})"
+        print(f"{entry['time']}  {entry['status'].upper():<9} as {entry['role']}{arrow}")
+        print(f"    run {entry['flow_run_id']}  {ui_link(entry['flow_run_id'])}")
+        print(f"    started by {entry['trigger'] or '?'}; attempts {entry['attempts']}, size {entry['size']}, "
+              f"etag {entry['etag'] or '-'}, checksum {entry['checksum'] or '-'}")
+        if entry["error"]:
+            print(f"    error: {entry['error']}")
+    return EXIT_OK if entries else EXIT_FAILED
 
 
 def bridge(args: argparse.Namespace) -> int:

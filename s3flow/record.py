@@ -46,6 +46,7 @@ class FileResult:
     line: int | None = None  # the manifest line that asked for it
     parts: int = 0  # requests that wrote the data: 1 CopyObject, N part copies (0: none)
     checksum: str = ""  # "CRC32C:<base64>" S3 computed for the copy ("-N": of N parts), if it did
+    trigger: str = ""  # what started the run: schedule, s3 event, manifest upload: URI, manual: ...
 
     @property
     def seconds(self) -> float | None:
@@ -63,7 +64,9 @@ class FileResult:
             "source": self.source, "destination": self.destination, "size": self.size,
             "status": self.status, "attempts": self.attempts, "start": _iso(self.started),
             "end": _iso(self.ended), "seconds": self.seconds, "error": self.error,
-            "detail": self.detail, "parts": self.parts, "checksum": self.checksum, "line": self.line,
+            "detail": self.detail, "parts": self.parts, "etag": self.etag, "checksum": self.checksum,
+            "trigger": self.trigger,
+            "line": self.line,
         }
 
     def to_dict(self) -> dict:

@@ -32,3 +32,4 @@ def test_deployment_runs_on_the_work_pool(worker, seaweed, buckets):
     files = artifacts(f"{artifact_base(manifest)}-files")[0]
     assert files.flow_run_id == run.id
     assert {row["status"] for row in table_rows(files)} == {"copied"}
+    assert {row["trigger"] for row in table_rows(files)} == {"manual: deployment run"}

@@ -73,7 +73,8 @@ def stack(moto, prefect_api, start_worker, tmp_path):
         found = sqs.receive_message(QueueUrl=alerts_queue, MaxNumberOfMessages=10).get("Messages", [])
         return [json.loads(m["Body"]) for m in found]
 
-    yield {"s3": s3, "names": names, "alerts": alerts, "bridge_log": tmp_path / "bridge.log"}
+    yield {"s3": s3, "names": names, "alerts": alerts, "bridge_log": tmp_path / "bridge.log", "url": url,
+           "prefect_env": prefect_api.env()}
     stop(bridge)
 
 
@@ -126,3 +127,11 @@ def test_uploads_replicate_fail_loudly_and_manifests_start_transfers(stack):
                   Body=f"s3://{n['seq-raw']}/batch-7/,s3://{n['seq-archive']}/batch-7/\n".encode())
     eventually(lambda: all(_body(s3, n["seq-archive"], k) == v for k, v in reads.items()),
                "the manifest's objects in the archive bucket")
+
+    # 4. Each object's history says what started the run that copied it.
+    env = {"AWS_ENDPOINT_URL": stack["url"], **MOTO_CREDENTIALS, **stack["prefect_env"]}
+    replica = run_cli(["history", f"s3://{n['region-a-builds']}/{key}", "--json"], env)
+    assert [(e["status"], e["trigger"]) for e in json.loads(replica.stdout)] == [("copied", "s3 event")]
+    archived = run_cli(["history", f"s3://{n['seq-archive']}/batch-7/sample-0.fq.gz", "--json"], env)
+    assert [(e["status"], e["trigger"]) for e in json.loads(archived.stdout)] == [
+        ("copied", f"manifest upload: s3://{n['genomics-inbox']}/input/s3_batch_sync_input-7.csv")]
