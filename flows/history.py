@@ -42,7 +42,7 @@ def run_trigger(manifest: str | None = None) -> str:
         return MANUAL_CLI
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(run_id)
-    if run.auto_scheduled:
+    if run.auto_scheduled or (run.created_by is not None and run.created_by.type == "SCHEDULE"):
         return SCHEDULE
     if run.created_by is not None and run.created_by.type == "AUTOMATION":
         if manifest is not None:

@@ -20,6 +20,9 @@ _HOME = Path(tempfile.mkdtemp(prefix="s3flow-tests-"))
 os.environ["PREFECT_HOME"] = str(_HOME / "client-home")
 os.environ.pop("PREFECT_API_URL", None)
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+# The test server's scheduler looks for schedules every 2 s (60 s by default), so a
+# test's short interval schedule gets its runs at once, made by the real scheduler.
+os.environ["PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS"] = "2"
 # No real AWS account is ever reached: servers below are on loopback.
 for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
              "AWS_SESSION_TOKEN"):
