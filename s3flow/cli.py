@@ -214,7 +214,10 @@ def status(args: argparse.Namespace) -> int:
         print(json.dumps(found))
         return EXIT_OK
     so_far = "" if found["complete"] else " (so far: the run has not recorded its final table)"
+    from flows.notify import ui_link
+
     print(f"flow run   {found['flow_run_id']} ({found['flow_run_name']}): {found['state']}{so_far}")
+    print(f"           {ui_link(found['flow_run_id'])} (Artifacts tab: the per-file table and summary)")
     if found["state_message"]:
         print(f"           {found['state_message']}")
     counts = ", ".join(f"{n:,} {status}" for status, n in found["counts"].items()) or "none yet"
