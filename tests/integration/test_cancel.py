@@ -65,6 +65,18 @@ def wait_for_part_copies(proxy: FaultProxy, process: subprocess.Popen | None = N
     raise AssertionError("the transfer never got to copying parts")
 
 
+def start_transfer(manifest: str, seaweed, prefect_api, proxy: FaultProxy):
+    """`s3flow transfer` through the proxy, once a multipart copy is under way:
+    (command, env, the running process)."""
+    env = {**os.environ, **seaweed.env(), **prefect_api.env(), "AWS_ENDPOINT_URL": proxy.url}
+    command = [str(VENV_BIN / "s3flow"), "transfer", manifest, "--multipart-threshold-mib", "5",
+               "--part-size-mib", "5", "--part-concurrency", "1", "--concurrency", "4"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    wait_for_part_copies(proxy, process)
+    return command, env, process
+
+
 def check_cancelled(client, src: str, dst: str, objects: dict[str, bytes], rows: list[dict]) -> None:
     assert not client.list_multipart_uploads(Bucket=dst).get("Uploads")  # every upload aborted
     arrived = listing(client, dst)
@@ -132,13 +144,7 @@ def test_ctrl_c_stops_s3flow_transfer_and_the_same_command_finishes_it(
     c = seaweed.client()
     objects = source_data(c, src)
     manifest = write_manifest(manifest_text(src, dst), "ctrl-c.csv")
-    env = {**os.environ, **seaweed.env(), **prefect_api.env(), "AWS_ENDPOINT_URL": slow_proxy.url}
-    command = [str(VENV_BIN / "s3flow"), "transfer", manifest, "--multipart-threshold-mib", "5",
-               "--part-size-mib", "5", "--part-concurrency", "1", "--concurrency", "4"]
-
-    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, start_new_session=True)
-    wait_for_part_copies(slow_proxy, first)
+    command, env, first = start_transfer(manifest, seaweed, prefect_api, slow_proxy)
     os.killpg(first.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
     out, err = first.communicate(timeout=60)
 
@@ -162,13 +168,7 @@ def test_prefect_cancel_stops_an_s3flow_transfer_run_too(seaweed, buckets, slow_
     c = seaweed.client()
     objects = source_data(c, src)
     manifest = write_manifest(manifest_text(src, dst), "ui-cancel.csv")
-    env = {**os.environ, **seaweed.env(), **prefect_api.env(), "AWS_ENDPOINT_URL": slow_proxy.url}
-    command = [str(VENV_BIN / "s3flow"), "transfer", manifest, "--multipart-threshold-mib", "5",
-               "--part-size-mib", "5", "--part-concurrency", "1", "--concurrency", "4"]
-
-    running = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
-    wait_for_part_copies(slow_proxy, running)
+    _, env, running = start_transfer(manifest, seaweed, prefect_api, slow_proxy)
     run_id = artifacts(f"{artifact_base(manifest)}-progress")[0].flow_run_id
     prefect_cli("flow-run", "cancel", str(run_id), env=env)
     out, err = running.communicate(timeout=90)
