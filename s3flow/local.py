@@ -81,6 +81,9 @@ def put_multipart(client, bucket: str, key: str, data: bytes, part_size: int, **
                                             MultipartUpload={"Parts": parts})["ETag"]
 
 
+MAX_VOLUMES = 5000
+
+
 @dataclass
 class SeaweedS3:
     """`weed mini` with telemetry off, bound to loopback, every port chosen free."""
@@ -132,6 +135,9 @@ class SeaweedS3:
             _bin("weed"), "mini", f"-dir={data / 'store'}", f"-ip={LOOPBACK}",
             f"-ip.bind={LOOPBACK}", "-master.telemetry=false", f"-s3.config={data / 's3.json'}",
             "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+            # Every bucket is a collection with volumes of its own: without a high cap a
+            # test session's few hundred buckets run out ("no free volumes left").
+            f"-volume.max={MAX_VOLUMES}",
             f"-s3.port={self.port}", *(f"-{name}={port}" for name, port in ports.items()),
         ]
         (data / "store").mkdir(exist_ok=True)

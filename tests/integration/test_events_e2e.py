@@ -130,8 +130,12 @@ def test_uploads_replicate_fail_loudly_and_manifests_start_transfers(stack):
 
     # 4. Each object's history says what started the run that copied it.
     env = {"AWS_ENDPOINT_URL": stack["url"], **MOTO_CREDENTIALS, **stack["prefect_env"]}
-    replica = run_cli(["history", f"s3://{n['region-a-builds']}/{key}", "--json"], env)
-    assert [(e["status"], e["trigger"]) for e in json.loads(replica.stdout)] == [("copied", "s3 event")]
-    archived = run_cli(["history", f"s3://{n['seq-archive']}/batch-7/sample-0.fq.gz", "--json"], env)
-    assert [(e["status"], e["trigger"]) for e in json.loads(archived.stdout)] == [
+    def history(uri: str) -> list[tuple[str, str]]:
+        done = run_cli(["history", uri, "--json"], env)
+        return [(e["status"], e["trigger"]) for e in json.loads(done.stdout)]
+
+    replica = f"s3://{n['region-a-builds']}/{key}"
+    assert eventually(lambda: history(replica), "the replica's history", 30) == [("copied", "s3 event")]
+    archived = f"s3://{n['seq-archive']}/batch-7/sample-0.fq.gz"
+    assert eventually(lambda: history(archived), "the archived object's history", 30) == [
         ("copied", f"manifest upload: s3://{n['genomics-inbox']}/input/s3_batch_sync_input-7.csv")]

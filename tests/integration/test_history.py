@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -28,8 +29,15 @@ def test_history_lists_every_run_that_touched_an_object(seaweed, buckets, run, w
     second = json.loads(run("transfer", manifest, "--json")[1])
     assert (first["copied"], second["skipped"], second["failed"]) == (1, 1, 1)
 
-    code, out, _ = run("history", f"s3://{dst}/run-7/sample.cram", "--json")
-    entries = json.loads(out)
+    # Prefect's event persister writes events in batches (every 5 s): poll a little.
+    deadline = time.monotonic() + 30
+    while True:
+        code, out, _ = run("history", f"s3://{dst}/run-7/sample.cram", "--json")
+        entries = json.loads(out)
+        if len(entries) >= 2 and len(json.loads(run("history", f"s3://{dst}/lost/absent.cram", "--json")[1])) >= 2 \
+                or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert code == 0
     assert [(e["status"], e["role"]) for e in entries] == [("skipped", "destination"), ("copied", "destination")]
     assert {e["trigger"] for e in entries} == {"manual: s3flow transfer"}
