@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test ui clean
+.PHONY: install browser demo test bench ui clean
 
 install: $(STAMP)
 
@@ -18,12 +18,34 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(PY) -m s3flow.demo
 
-test: $(STAMP)
+# The UI test drives Debian's Chromium (Playwright's own browser download is blocked here).
+browser:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: $(STAMP) browser
 	$(PY) -m pytest -q
+
+# The reference tools live in their own venv: awscli pins a botocore of its own.
+BENCH_STAMP := .venv-bench/.installed
+$(BENCH_STAMP): bench/requirements.txt
+	test -x .venv-bench/bin/python || $(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/python -m pip install -q -r bench/requirements.txt
+	touch $(BENCH_STAMP)
+
+rclone:
+	@command -v rclone >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq rclone >/dev/null; }
+
+# Side-by-side benchmark (about 20 minutes on 2 cores); BENCH_ARGS="--sets small --repeat 1" to narrow it.
+bench: $(STAMP) $(BENCH_STAMP) rclone
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 # Browse the demo's runs and artifacts in the Prefect UI (Ctrl-C to stop).
 ui: $(STAMP)
 	PREFECT_HOME=$(CURDIR)/.demo/prefect $(VENV)/bin/prefect server start --host 127.0.0.1
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache
+	rm -rf $(VENV) .venv-bench .demo .pytest_cache .screenshots

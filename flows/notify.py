@@ -47,7 +47,19 @@ def ui_link(run_id) -> str:
     link = url_for("flow-run", obj_id=run_id) if run_id else None
     if link:
         return link
-    api = PREFECT_API_URL.value() or os.environ.get("PREFECT_API_URL", "")
-    if api and not PREFECT_UI_URL.value() and api.rstrip("/").endswith("/api"):
-        return f"{api.rstrip('/')[:-4]}/runs/flow-run/{run_id}"
-    return str(run_id or "")
+    base = ui_base()
+    return f"{base}/runs/flow-run/{run_id}" if base and run_id else str(run_id or "")
+
+
+def artifact_link(artifact_id) -> str:
+    """The UI page of an artifact (Prefect's url_for has no artifact pages), or ""."""
+    base = ui_base()
+    return f"{base}/artifacts/artifact/{artifact_id}" if base and artifact_id else ""
+
+
+def ui_base() -> str:
+    """The UI's root URL: PREFECT_UI_URL, else the API server's own UI, else ""."""
+    if PREFECT_UI_URL.value():
+        return PREFECT_UI_URL.value().rstrip("/")
+    api = (PREFECT_API_URL.value() or os.environ.get("PREFECT_API_URL", "")).rstrip("/")
+    return api[:-4] if api.endswith("/api") else ""

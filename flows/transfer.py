@@ -31,11 +31,10 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
-from prefect.utilities.urls import url_for
 
 from blocks.credentials import endpoint_from_block
 from flows.history import record_events, run_trigger, stamped
-from flows.notify import notify_failure, run_link
+from flows.notify import artifact_link, notify_failure, run_link
 from flows.status import BATCH_MARK
 from s3flow import estimate
 from s3flow import filters as filter_rules
@@ -458,17 +457,22 @@ def _failure_body(summary: Summary, manifest: str, base: str, codes: str) -> str
     return "\n".join(lines)
 
 
+def _md_link(text, url: str) -> str:
+    return f"[{text}]({url})" if url.startswith("http") else str(text)
+
+
 def _finish(progress: _Progress, manifest: str, logger, cancelled: bool = False,
             notification_block: str | None = None):
     summary, base = progress.summary, progress.base
-    run_url = url_for("flow-run", obj_id=flow_run.id)
-    create_table_artifact(
+    files_id = create_table_artifact(
         key=f"{base}-files", table=[result.row() for result in progress.results],
         description=f"Every file of {manifest}: {summary.headline()}")
+    files_url = artifact_link(files_id)
     create_markdown_artifact(
         key=f"{base}-summary", description=f"Summary of {manifest}",
         markdown=summary.markdown(f"Transfer {manifest}" + (" (cancelled)" if cancelled else ""), {
-            "Per-file table": f"artifact `{base}-files`", "Flow run": run_url or flow_run.id}))
+            "Per-file table": f"[{base}-files]({files_url})" if files_url else f"artifact `{base}-files`",
+            "Flow run": _md_link(flow_run.id, run_link())}))
     logger.info(summary.headline())
     for failure in summary.failures[:TOP_FAILURES]:
         logger.warning("FAILED %s -> %s: %s", failure.source, failure.destination, failure.error)

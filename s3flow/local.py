@@ -187,7 +187,9 @@ class PrefectServer:
         self.port = self.port or free_port()
         env = {**os.environ, "PREFECT_HOME": str(self.home),
                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-               "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false"}
+               "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+               # the UI calls the API of the port it is served on, not the default 4200
+               "PREFECT_UI_API_URL": self.api_url}
         env.pop("PREFECT_API_URL", None)
         log = self.home / "server.log"
         self.proc = subprocess.Popen(

@@ -59,10 +59,11 @@ class FileResult:
         return self.error.split(":", 1)[0] if self.error else ""
 
     def row(self) -> dict:
-        """The file as one row of the per-file table (times in UTC ISO 8601)."""
+        """The file as one row of the per-file table (times in UTC ISO 8601). Status comes
+        first, so the UI's table shows it without scrolling sideways."""
         return {
-            "source": self.source, "destination": self.destination, "size": self.size,
-            "status": self.status, "attempts": self.attempts, "start": _iso(self.started),
+            "status": self.status, "source": self.source, "destination": self.destination,
+            "size": self.size, "attempts": self.attempts, "start": _iso(self.started),
             "end": _iso(self.ended), "seconds": self.seconds, "error": self.error,
             "detail": self.detail, "parts": self.parts, "etag": self.etag, "checksum": self.checksum,
             "trigger": self.trigger,

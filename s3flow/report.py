@@ -70,7 +70,7 @@ class Summary:
                 *([("Cancelled (not copied)", self.cancelled)] if self.cancelled else []),
                 ("Bytes copied", f"{self.bytes_copied:,} ({human_bytes(self.bytes_copied)})"),
                 ("Duration", f"{self.seconds:.1f} s"), ("Rate", f"{self.rate / 1e9:.3f} GB/s")]
-        lines = [f"# {title}", "", "| | |", "|---|---:|", *(f"| {k} | {v} |" for k, v in rows)]
+        lines = [f"# {title}", "", "| Outcome | |", "|---|---:|", *(f"| {k} | {v} |" for k, v in rows)]
         if self.failures:
             codes = ", ".join(f"{code} x{n}" for code, n in self.error_codes.most_common())
             lines += ["", f"## Failures ({self.failed}: {codes})", "",
