@@ -15,12 +15,21 @@ waiting for its parts holds no slot, so files and parts cannot starve each other
 | all parts copied                   | copied: CompleteMultipartUpload is sent and checked    |
 | waiting to retry (backoff)         | wakes at once, then as above                           |
 | a delete not yet sent              | cancelled: not deleted                                 |
+
+Small objects a listing found go first through the destination's copy lane
+(storage.CopyLane: CopyObject over awscrt, a fraction of botocore's CPU per
+request) when there is one: the batch's thread sends them, each holding a request
+slot until S3 answers. An answer whose ETag is the source's is the file copied; any
+other answer (an error, a throttle, another ETag) hands the file to the threaded
+path below, which retries, verifies and records as for every other file, counting
+the lane's try among its attempts.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Callable, Iterable
 
@@ -54,6 +63,7 @@ class AdaptiveSlots:
         self.slowdowns = 0  # times the limit was cut
         self._clock = clock
         self._in_use = self._successes = 0
+        self.on_free: Callable[[], None] | None = None  # told whenever a slot frees up
         self._last_cut = float("-inf")
         self._changed = threading.Condition()
 
@@ -64,9 +74,22 @@ class AdaptiveSlots:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.release()
+
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free now."""
+        with self._changed:
+            if self._in_use >= self.limit:
+                return False
+            self._in_use += 1
+            return True
+
+    def release(self) -> None:
         with self._changed:
             self._in_use -= 1
             self._changed.notify()
+        if self.on_free is not None:
+            self.on_free()
 
     def slow_down(self) -> None:
         with self._changed:
@@ -97,6 +120,10 @@ class Copier:
         self._cancelled = threading.Event()
         self.retrier = retrier or Retrier(config, sleep=self._cancelled.wait)  # backoff wakes on cancel
         self.slots = AdaptiveSlots(config.max_concurrency)
+        self.slots.on_free = self._pump
+        self._lane_queue: deque[tuple[CopyItem, Future]] = deque()
+        self._lane_lock = threading.Lock()
+        self._pumping = threading.local()
         self._files = ThreadPoolExecutor(config.max_concurrency, thread_name_prefix="s3flow-file")
         self._parts = ThreadPoolExecutor(config.max_concurrency, thread_name_prefix="s3flow-part")
 
@@ -125,9 +152,83 @@ class Copier:
     def run(self, batch: Iterable[CopyItem | DeleteItem]) -> list[FileResult]:
         """Copy (or delete) every item of a batch; one result per file, in batch order."""
         batch = list(batch)
-        copies = [self._files.submit(self.copy, item) for item in batch if isinstance(item, CopyItem)]
+        copies = [self._start(item) for item in batch if isinstance(item, CopyItem)]
         deletes = self.delete([item for item in batch if isinstance(item, DeleteItem)])
         return [future.result() for future in copies] + deletes
+
+    def _start(self, item: CopyItem) -> Future:
+        """A file's result to come: through the copy lane if it can take it, else a thread."""
+        source = item.source
+        if (self.destination.copy_lane is None or source is None or item.check_destination
+                or self.config.dry_run or source.size > LANE_MAX_SIZE or source.needs_restore
+                or not single_copy(self.config, source.size, source.etag) or self.cancelled):
+            return self._files.submit(self.copy, item)
+        result: Future = Future()
+        with self._lane_lock:
+            self._lane_queue.append((item, result))
+        self._pump()
+        return result
+
+    def _pump(self) -> None:
+        """Send queued lane copies while request slots are free. Called when a file is
+        queued and whenever a slot frees up, from whichever thread frees it: S3's answer
+        on the lane's I/O thread sends the next copy at once, with no thread hand-off."""
+        if getattr(self._pumping, "on", False):
+            return  # this thread is already in the loop below (a send that failed at once)
+        self._pumping.on = True
+        try:
+            while True:
+                with self._lane_lock:
+                    if not self._lane_queue or not (self.cancelled or self.slots.try_acquire()):
+                        return
+                    item, result = self._lane_queue.popleft()
+                lane = self.destination.copy_lane
+                if self.cancelled or lane is None:  # cancelled, or the lane gave up: threads do it
+                    if not self.cancelled:
+                        self.slots.release()
+                    self._hand_over(item, result, time.time(), None)
+                    continue
+                started = time.time()
+                sent = lane.copy_object(item.source, item.destination,
+                                        destination_properties(self.config, item.source))
+                sent.add_done_callback(lambda sent, item=item, result=result, started=started:
+                                       self._landed(item, started, sent, result))
+        finally:
+            self._pumping.on = False
+
+    def _landed(self, item: CopyItem, started: float, sent: Future, result: Future) -> None:
+        """The lane's answer for one file (on the lane's I/O thread: nothing slow here)."""
+        error = sent.exception()
+        if error is None and sent.result().etag == item.source.etag:
+            written = sent.result()
+            result.set_result(FileResult(
+                item.source_ref.uri, item.destination.uri, COPIED, size=item.source.size, attempts=1,
+                started=started, ended=time.time(), detail="CopyObject; ETag matches the source",
+                etag=item.source.etag, line=item.line, parts=1, checksum=written.checksum))
+            self.slots.succeeded()
+        elif isinstance(error, S3Error) and not error.transient and error.code not in LANE_SUSPECT_CODES:
+            result.set_result(FileResult(  # S3's final word (AccessDenied, NoSuchKey...): no retry
+                item.source_ref.uri, item.destination.uri, FAILED, size=item.source.size, attempts=1,
+                started=started, ended=time.time(), error=f"{error.code}: {error.message or error.describe()}",
+                etag=item.source.etag, line=item.line))
+        else:
+            if isinstance(error, S3Error) and error.code in THROTTLE_CODES:
+                self.slots.slow_down()
+            self._hand_over(item, result, started, sent)
+        self.slots.release()
+
+    def _hand_over(self, item: CopyItem, result: Future, started: float, sent: Future | None) -> None:
+        """The threaded path takes the file from the lane: a retry of the lane's failed
+        try, or (after a 200 with another ETag) the check of the copy the lane made."""
+        attempts = Attempts()
+        attempts.count = 0 if sent is None else 1
+        copied = sent.result() if sent is not None and sent.exception() is None else None
+        try:
+            done = self._files.submit(self.copy, item, attempts, started, copied)
+        except RuntimeError as exc:  # the pool is shut down: the run is over
+            result.set_exception(exc)
+            return
+        done.add_done_callback(lambda done: _pass_on(done, result))
 
     def _request(self, attempts: Attempts, request: Callable, *args):
         """One S3 request, retried on transient errors, holding a request slot per try."""
@@ -144,8 +245,12 @@ class Copier:
 
         return self.retrier.call(slotted, *args, attempts=attempts)
 
-    def copy(self, item: CopyItem) -> FileResult:
-        attempts, started = Attempts(), time.time()
+    def copy(self, item: CopyItem, attempts: Attempts | None = None, started: float | None = None,
+             copied: Written | None = None) -> FileResult:
+        """Copy one file, retrying each request. `attempts` and `started` carry on from
+        the copy lane's try; `copied` is S3's answer to a CopyObject the lane made, so
+        only its check is left."""
+        attempts, started = attempts or Attempts(), started or time.time()
         source, detail = item.source, ""
 
         def result(status: str, error: str = "", detail: str = "", parts: int = 0,
@@ -157,7 +262,8 @@ class Copier:
                 etag=source.etag if source else "", line=item.line, parts=parts, checksum=checksum)
 
         try:
-            self._go()
+            if copied is None:
+                self._go()
             source = self._current_source(item, attempts)
             if source.needs_restore:
                 return result(FAILED, f"InvalidObjectState: the source is in {source.storage_class}: "
@@ -171,10 +277,11 @@ class Copier:
                 parts = planned_parts(self.config, source.size, source.etag)
                 method = "CopyObject" if parts == 1 else f"multipart, {parts} parts"
                 return result(WOULD_COPY, detail=f"{why}: {method}" if why else method, parts=parts)
-            self._go()
+            if copied is None:
+                self._go()
             if single_copy(self.config, source.size, source.etag):
-                written = self._request(attempts, self.destination.copy_object, source, item.destination,
-                                        destination_properties(self.config, source))
+                written = copied or self._request(attempts, self.destination.copy_object, source,
+                                                  item.destination, destination_properties(self.config, source))
                 check = self._verify(source, item.destination, written.etag, max(source.size, 1), attempts)
                 detail, parts = f"CopyObject; {check}", 1
             else:
@@ -343,6 +450,24 @@ def destination_properties(config: TransferConfig, source: ObjectInfo) -> dict:
 
 
 CANCELLED_CODE = "Cancelled"  # the error code of a cancelled file's result
+# The largest object sent through the copy lane: above it, a request's CPU is
+# nothing next to S3's copying time, and botocore's path has the longer timeouts.
+LANE_MAX_SIZE = 64 * 1024 * 1024
+# Answers that may be the lane's own doing (how it addressed or signed the request,
+# a redirect botocore would follow): botocore tries again rather than failing the file.
+LANE_SUSPECT_CODES = frozenset({
+    "SignatureDoesNotMatch", "AuthorizationHeaderMalformed", "PermanentRedirect", "TemporaryRedirect",
+    "301", "307", "400", "InvalidRequest", "InvalidArgument", "NotImplemented", "MalformedXML",
+    "IllegalLocationConstraintException", "InvalidURI",
+})
+
+
+def _pass_on(done: Future, result: Future) -> None:
+    error = done.exception()
+    if error is None:
+        result.set_result(done.result())
+    else:
+        result.set_exception(error)
 
 
 class _Skipped(Exception):

@@ -3,7 +3,8 @@
 It forwards every request unchanged (the Host header too, so SigV4 signatures
 still verify) and can, per request and with a seeded random source: answer 503
 SlowDown or 500 InternalError without forwarding, reset the connection, delay (some keys more),
-or answer AccessDenied for chosen keys every time. It records every request it
+or answer AccessDenied for chosen keys every time (SignatureDoesNotMatch for a
+chosen client). It records every request it
 saw, so tests can count, for example, the CopyObject requests per key.
 """
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Faults:
     slow: tuple[str, ...] = ()  # key substrings whose requests get slow_delay instead
     slow_delay: float = 0.0
     denied: tuple[str, ...] = ()  # key substrings that always get AccessDenied
+    bad_signature: str = ""  # a User-Agent prefix whose requests all get SignatureDoesNotMatch
     seed: int = 7
 
 
@@ -43,6 +45,7 @@ class Seen:
     query: str
     copy_source: str
     fault: str = ""
+    agent: str = ""  # User-Agent: botocore's, or s3flow's copy lane
 
 
 @dataclass
@@ -102,8 +105,12 @@ class FaultProxy:
         length = int(request.headers.get("Content-Length") or 0)
         body = request.rfile.read(length) if length else b""
         fault = self._decide(key) if key or parts.query else self._decide(bucket)
+        agent = request.headers.get("User-Agent", "")
+        if self.faults.bad_signature and agent.startswith(self.faults.bad_signature):
+            fault = "signature"
         self.seen.append(Seen(request.command, bucket, key, parts.query,
-                              request.headers.get("x-amz-copy-source", ""), fault))
+                              request.headers.get("x-amz-copy-source", ""), fault,
+                              agent))
         if fault == "reset":
             request.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             request.close_connection = True
@@ -111,7 +118,8 @@ class FaultProxy:
             return
         if fault:
             status, code = {"slowdown": (503, "SlowDown"), "internal": (500, "InternalError"),
-                            "denied": (403, "AccessDenied")}[fault]
+                            "denied": (403, "AccessDenied"),
+                            "signature": (403, "SignatureDoesNotMatch")}[fault]
             self._reply(request, status, {"Content-Type": "application/xml"},
                         _ERROR.format(code=code, message=f"injected {code}").encode())
             return
