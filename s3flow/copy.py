@@ -33,7 +33,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Callable, Iterable
 
-from .config import TransferConfig
+from .config import MAX_SINGLE_COPY, TransferConfig
 from .layout import etag_parts, planned_parts, ranges, single_copy, source_part_size
 from .errors import THROTTLE_CODES, S3Error
 from .plan import CopyItem, DeleteItem, decide
@@ -124,6 +124,14 @@ class Copier:
         self._lane_queue: deque[tuple[CopyItem, Future]] = deque()
         self._lane_lock = threading.Lock()
         self._pumping = threading.local()
+        # Learned per transfer: which copy of a multipart source (<= 5 GiB) gives the
+        # destination the source's ETag on this store. S3 keeps it for part copies in the
+        # source's layout; SeaweedFS keeps it for a single CopyObject instead. A copy
+        # whose ETag differs is checked by reading both objects, so the cheaper way wins.
+        self._single_keeps_etag: bool | None = None  # None: not seen yet
+        self._parts_keep_etag: bool | None = None
+        self._probe = threading.Lock()  # held by the first part copy until its ETag is known
+        self._probed = threading.Event()
         self._files = ThreadPoolExecutor(config.max_concurrency, thread_name_prefix="s3flow-file")
         self._parts = ThreadPoolExecutor(config.max_concurrency, thread_name_prefix="s3flow-part")
 
@@ -261,6 +269,7 @@ class Copier:
                 ended=time.time(), error=error, detail=detail,
                 etag=source.etag if source else "", line=item.line, parts=parts, checksum=checksum)
 
+        probing = False
         try:
             if copied is None:
                 self._go()
@@ -279,16 +288,24 @@ class Copier:
                 return result(WOULD_COPY, detail=f"{why}: {method}" if why else method, parts=parts)
             if copied is None:
                 self._go()
-            if single_copy(self.config, source.size, source.etag):
+            probing = self._await_probe(source)
+            instead = not single_copy(self.config, source.size, source.etag) and self._single_instead(source)
+            if instead or single_copy(self.config, source.size, source.etag):
                 written = copied or self._request(attempts, self.destination.copy_object, source,
                                                   item.destination, destination_properties(self.config, source))
+                if instead:
+                    self._single_keeps_etag = written.etag == source.etag
                 check = self._verify(source, item.destination, written.etag, max(source.size, 1), attempts)
-                detail, parts = f"CopyObject; {check}", 1
+                note = " (this store keeps the ETag of a single copy, not of part copies)" if instead else ""
+                detail, parts = f"CopyObject{note}; {check}", 1
             else:
                 detail, parts, written = self._copy_multipart(source, item.destination, attempts)
         except S3Error as exc:
             status = CANCELLED if exc.code == CANCELLED_CODE else FAILED
             return result(status, f"{exc.code}: {exc.message or exc.describe()}")
+        finally:
+            if probing:  # however the probe ended, nobody waits for it any more
+                self._probed.set()
         return result(COPIED, detail=detail, parts=parts, checksum=written.checksum)
 
     def _current_source(self, item: CopyItem, attempts: Attempts) -> ObjectInfo:
@@ -326,8 +343,30 @@ class Copier:
         except BaseException:
             self._abort(destination, upload_id)
             raise
+        if layout == "source layout":
+            self._parts_keep_etag = written.etag == source.etag
+        self._probed.set()  # its ETag is known: the waiting copies go on
         check = self._verify(source, destination, written.etag, part, attempts)
         return f"multipart, {len(parts)} parts ({layout}); {check}", len(parts), written
+
+    def _await_probe(self, source: ObjectInfo) -> bool:
+        """The first multipart source (<= 5 GiB) of a transfer is the probe: the others
+        wait for its ETag (one object's copy time) so they can pick the cheaper way.
+        True for the probe itself."""
+        if self._probed.is_set() or single_copy(self.config, source.size, source.etag) or \
+                source.size > MAX_SINGLE_COPY or etag_parts(source.etag) is None:
+            return False
+        if self._probe.acquire(blocking=False):
+            return True
+        while not self._probed.wait(1.0):
+            self._go()  # a cancel wakes the waiters
+        return False
+
+    def _single_instead(self, source: ObjectInfo) -> bool:
+        """Copy this multipart source with one CopyObject: this store was seen not to keep
+        the ETag of part copies, and not (yet) seen to lose it on a single copy."""
+        return (source.size <= MAX_SINGLE_COPY and self._parts_keep_etag is False
+                and self._single_keeps_etag is not False and etag_parts(source.etag) is not None)
 
     def _layout(self, source: ObjectInfo, attempts: Attempts) -> tuple[int, str]:
         """The part size to copy with, and whose layout it is (see layout.py)."""
