@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import itertools
+import json
 import re
 import threading
 import time
@@ -49,11 +50,13 @@ from s3flow.report import TOP_FAILURES, Summary
 from s3flow.retry import Retrier
 from s3flow.storage import Storage
 
+SHARD_DEPLOYMENT = "transfer-shard/shards"  # prefect.yaml's deployment of flows/shard.py
 CONCURRENCY_LIMIT = "s3flow-requests"  # global limit: S3 requests in flight, all runs
 CONCURRENCY_LIMIT_SLOTS = 256  # its size when we create it
 BATCHES_IN_FLIGHT = 8  # batch task runs at once; the Copier's slots bound the requests
 PROGRESS_EVERY = 1.0  # seconds between progress artifact updates
 NOTIFY_FAILURES = 10  # failed files listed in a notification
+FILES_TABLE_ROWS = 10_000  # rows of the -files table; every file is in the batch tables
 CANCEL_GRACE = 20.0  # seconds a cancelled transfer waits for requests in flight (a worker allows 30)
 
 _transfers: dict[str, tuple[Copier, str]] = {}  # running transfers of this process: copier, trigger
@@ -75,8 +78,10 @@ def prepare(manifest: str, *, header: bool | None = None, delete: bool = False, 
             checksum_algorithm: str | None = "CRC32C", multipart_threshold_mib: int = 256, part_size_mib: int = 64,
             max_concurrency: int = 64, part_concurrency: int = 8, max_attempts: int = 5,
             batch_files: int = 500, source_credentials: str | None = None,
-            destination_credentials: str | None = None) -> Prepared:
-    """Everything a transfer needs, checked before anything is copied; InputError if not."""
+            destination_credentials: str | None = None,
+            rows: list[ManifestRow] | None = None) -> Prepared:
+    """Everything a transfer needs, checked before anything is copied; InputError if not.
+    `rows`: a shard's rows, already read from its transfer's manifest."""
     config = TransferConfig(
         multipart_threshold=multipart_threshold_mib * MiB, part_size=part_size_mib * MiB,
         max_concurrency=max_concurrency, part_concurrency=part_concurrency,
@@ -92,8 +97,9 @@ def prepare(manifest: str, *, header: bool | None = None, delete: bool = False, 
         config.destination, config.max_concurrency, config.requester_pays)
     source.check_credentials("source")
     destination.check_credentials("destination")
-    text = manifests.read_text(manifest, lambda ref: _fetch_manifest(source, ref))
-    rows = manifests.parse(text, header=header, name=manifest)
+    if rows is None:
+        text = manifests.read_text(manifest, lambda ref: _fetch_manifest(source, ref))
+        rows = manifests.parse(text, header=header, name=manifest)
     if delete and (problems := manifests.check_delete(rows)):
         raise InputError(problems, manifest)
     missing = check_buckets(rows, source, destination, Retrier(config))
@@ -177,11 +183,16 @@ class _Progress:
     last_update: float = 0.0
     stopped_by: BaseException | None = None  # the signal that cancelled the run, if one did
     trigger: str = ""  # what started the run, stamped on every file
+    plan: estimate.Estimate | None = None  # a dry run's estimate, built as results come
 
     def add(self, results: list[FileResult]) -> list[FileResult]:
+        """Count a batch's results; keep the first FILES_TABLE_ROWS for the -files table
+        (memory stays flat on a million files: each batch's table has its own)."""
         results = [r if r.trigger or not self.trigger else replace(r, trigger=self.trigger) for r in results]
-        self.results.extend(results)
+        self.results.extend(results[:max(0, FILES_TABLE_ROWS - len(self.results))])
         self.summary.add(results)
+        if self.plan is not None:
+            self.plan.add(results)
         if time.monotonic() - self.last_update >= PROGRESS_EVERY:
             self.show()
         return results
@@ -225,6 +236,8 @@ def transfer_manifest(
     keep_source_layout: bool = True,
     checksum_algorithm: str | None = "CRC32C",
     notification_block: str | None = None,
+    shard_files: int = 0,
+    shard_deployment: str = SHARD_DEPLOYMENT,
 ):
     """Copy every object a manifest lists (a local path or an s3:// URI).
 
@@ -259,20 +272,45 @@ def transfer_manifest(
         checksum_algorithm: Checksum S3 computes on each copy, recorded per file (CRC32C, CRC32,
             CRC64NVME, SHA1, SHA256; "none" for stores that reject it).
         notification_block: SnsNotification block told when files failed; empty: none.
+        shard_files: Split a transfer of more files than this into shards of about this
+            many, each its own run of `shard_deployment` on the work pool (0: never split).
+        shard_deployment: The transfer-shard deployment that runs the shards.
     """
-    logger = get_run_logger()
     started = time.time()
-    job = prepare(
-        manifest, header=header, delete=delete, dry_run=dry_run, filters=filters,
+    options = dict(
+        delete=delete, dry_run=dry_run, filters=filters,
         storage_class=storage_class, sse=sse, sse_kms_key_id=sse_kms_key_id, acl=acl,
         requester_pays=requester_pays, keep_source_layout=keep_source_layout,
         checksum_algorithm=checksum_algorithm, multipart_threshold_mib=multipart_threshold_mib,
         part_size_mib=part_size_mib, max_concurrency=max_concurrency,
         part_concurrency=part_concurrency, max_attempts=max_attempts, batch_files=batch_files,
         source_credentials=source_credentials, destination_credentials=destination_credentials)
-    price_table = estimate.prices_from(prices) if dry_run else None
+    job = prepare(manifest, header=header, **options)
     base = artifact_base(manifest, transfer_name)
-    progress = _Progress(base, trigger=run_trigger(manifest))
+    if shard_files > 0 and delete:
+        get_run_logger().warning("a sync with delete runs in one run, not in shards (flows/shard.py)")
+    if shard_files > 0 and not dry_run and not delete:
+        from flows.shard import shards_of, transfer_in_shards
+
+        cut = shards_of(job, shard_files)
+        first, second = next(cut, None), next(cut, None)
+        if second is not None:  # more than one shard's worth: spread it over the pool
+            return transfer_in_shards(itertools.chain([first, second], cut), manifest, base, options,
+                                      shard_deployment, started, notification_block)
+    return _transfer(job, manifest, base, started, concurrency_limit=concurrency_limit, prices=prices,
+                     notification_block=notification_block)
+
+
+def _transfer(job: Prepared, manifest: str, base: str, started: float, *, concurrency_limit: str,
+              prices: dict[str, float] | None, notification_block: str | None, trigger: str = "",
+              counts_key: str | None = None):
+    """The transfer of a prepared job in this run: plan, copy, record, finish. A shard
+    passes its transfer's trigger, and `counts_key` for the summary its parent reads."""
+    logger = get_run_logger()
+    dry_run = job.config.dry_run
+    price_table = estimate.prices_from(prices) if dry_run else None
+    progress = _Progress(base, trigger=trigger or run_trigger(manifest), plan=estimate.Estimate(
+        job.config, price_table, frozenset(r.line for r in job.rows if not r.is_prefix)) if dry_run else None)
     progress.show()
     limit = ensure_concurrency_limit(concurrency_limit)
     if limit < 1:
@@ -295,25 +333,24 @@ def transfer_manifest(
     progress.summary.seconds = time.time() - started
     progress.show()
     if dry_run and not copier.cancelled:
-        return _finish_plan(job, progress, manifest, (listed_pages, excluded), price_table)
+        return _finish_plan(progress, manifest, (listed_pages, excluded))
     final = _finish(progress, manifest, logger, cancelled=copier.cancelled,
-                    notification_block=notification_block)
+                    notification_block=notification_block, counts_key=counts_key)
     if isinstance(progress.stopped_by, TerminationSignal):
         raise progress.stopped_by  # the engine and the worker take the run to Cancelled
     return final
 
 
-def _finish_plan(job: Prepared, progress: _Progress, manifest: str, listing: tuple[int, int],
-                 prices: dict[str, float]) -> dict:
+def _finish_plan(progress: _Progress, manifest: str, listing: tuple[int, int]) -> dict:
     """listing: (ListObjectsV2 pages, source objects filters excluded)."""
-    plan = estimate.Estimate(job.config, prices, frozenset(r.line for r in job.rows if not r.is_prefix))
-    plan.add(progress.results)
+    plan = progress.plan
     plan.finish(*listing)
     result = plan.to_json()
     create_markdown_artifact(key=f"{progress.base}-plan", description=f"Dry run of {manifest}",
                              markdown=estimate.markdown(result, f"Plan: {manifest}"))
     create_table_artifact(key=f"{progress.base}-plan-files", table=[r.row() for r in progress.results],
-                          description=f"What a transfer of {manifest} would do, file by file")
+                          description=f"What a transfer of {manifest} would do, file by file"
+                                      f"{_table_note(progress)}")
     return result
 
 
@@ -457,16 +494,29 @@ def _failure_body(summary: Summary, manifest: str, base: str, codes: str) -> str
     return "\n".join(lines)
 
 
+def _table_note(progress: _Progress) -> str:
+    if progress.summary.files <= len(progress.results):
+        return ""
+    return (f" (the first {len(progress.results):,} of {progress.summary.files:,} files: every file "
+            "is in this run's copy-batch tables, `s3flow status RUN`)")
+
+
 def _md_link(text, url: str) -> str:
     return f"[{text}]({url})" if url.startswith("http") else str(text)
 
 
 def _finish(progress: _Progress, manifest: str, logger, cancelled: bool = False,
-            notification_block: str | None = None):
+            notification_block: str | None = None, counts_key: str | None = None):
     summary, base = progress.summary, progress.base
+    if counts_key:  # a shard: its counts, as one row its transfer's run reads back
+        counts = summary.to_json()
+        create_table_artifact(key=counts_key, description="This shard's counts, for its transfer", table=[{
+            **{k: v for k, v in counts.items() if k not in ("failures", "error_codes")},
+            "error_codes": json.dumps(counts["error_codes"]),
+            "failures": json.dumps(counts["failures"][:TOP_FAILURES])}])
     files_id = create_table_artifact(
         key=f"{base}-files", table=[result.row() for result in progress.results],
-        description=f"Every file of {manifest}: {summary.headline()}")
+        description=f"Every file of {manifest}: {summary.headline()}{_table_note(progress)}")
     files_url = artifact_link(files_id)
     create_markdown_artifact(
         key=f"{base}-summary", description=f"Summary of {manifest}",

@@ -36,6 +36,11 @@ def parser() -> argparse.ArgumentParser:
                           help="only plan (as `s3flow plan`), recorded as the run's plan artifact")
     transfer.add_argument("--name", dest="transfer_name", metavar="NAME",
                           help="name of the transfer (artifact keys); default: from the manifest")
+    transfer.add_argument("--shard-files", type=int, default=0, metavar="N",
+                          help="split a transfer of more than N files into shards of about N, each "
+                               "a run of --shard-deployment on its work pool (default 0: never)")
+    transfer.add_argument("--shard-deployment", default="transfer-shard/shards", metavar="NAME",
+                          help="the deployment that runs shards (default transfer-shard/shards)")
     plan = commands.add_parser(
         "plan", help="what a transfer would copy, skip and delete, and its request cost",
         description="List and HEAD only; nothing is copied or deleted, no Prefect run is made.")
@@ -161,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
 def _engine_options(args: argparse.Namespace) -> dict:
     from s3flow.errors import InputError
 
-    skip = ("command", "json", "prices", "transfer_name", "dry_run", "bucket_owner_full_control")
+    skip = ("command", "json", "prices", "transfer_name", "dry_run", "bucket_owner_full_control",
+            "shard_files", "shard_deployment")
     options = {name: value for name, value in vars(args).items() if name not in skip}
     if args.bucket_owner_full_control:
         if args.acl not in (None, "bucket-owner-full-control"):
@@ -307,7 +313,8 @@ def transfer(args: argparse.Namespace) -> int:
     prices = estimate.load_prices(args.prices) if args.dry_run else None
     prepare(**_engine_options(args))  # bad input stops here, before any flow run exists
     params = {**_engine_options(args), "transfer_name": args.transfer_name,
-              "dry_run": args.dry_run, "prices": prices}
+              "dry_run": args.dry_run, "prices": prices, "shard_files": args.shard_files,
+              "shard_deployment": args.shard_deployment}
     state = transfer_manifest(**params, return_state=True)
     try:
         result = state.result(raise_on_failure=False)

@@ -34,6 +34,14 @@ class ManifestRow:
     line: int
     source: ObjectRef
     destination: ObjectRef
+    # A shard of a prefix row (flows/shard.py): the `count` objects (None: all) the
+    # source lists after the key `after` (below the prefix; None: from the first).
+    after: str | None = None
+    count: int | None = None
+
+    @property
+    def is_shard(self) -> bool:
+        return self.after is not None or self.count is not None
 
     @property
     def is_prefix(self) -> bool:

@@ -116,10 +116,17 @@ class Planner:
         src, dst = row.source, row.destination
         try:
             filters = self.config.filters
-            existing = {} if destination_error else {
-                rel: info for info in self._listing(self.destination, dst)
-                if included(rel := info.ref.key[len(dst.key):], filters)}
-            for source in self._listing(self.source, src):
+            sources = self._listing(self.source, src, row.after, row.count)
+            wanted = None
+            if row.is_shard:  # a shard's few objects first: only their destinations are kept
+                sources = list(sources)
+                wanted = {source.ref.key[len(src.key):] for source in sources}
+            existing = {}
+            for info in () if destination_error else self._listing(self.destination, dst):
+                rel = info.ref.key[len(dst.key):]
+                if (wanted is None or rel in wanted) and included(rel, filters):
+                    existing[rel] = info
+            for source in sources:
                 rel = source.ref.key[len(src.key):]
                 if not included(rel, filters):
                     self.excluded += 1
@@ -141,11 +148,18 @@ class Planner:
             for rel, info in existing.items():
                 yield DeleteItem(info.ref, row.line, info.size)
 
-    def _listing(self, storage: Storage, prefix: ObjectRef) -> Iterator[ObjectInfo]:
+    def _listing(self, storage: Storage, prefix: ObjectRef, after: str | None = None,
+                 count: int | None = None) -> Iterator[ObjectInfo]:
+        """The objects under a prefix, in the store's listing order; for a shard, the
+        `count` objects (None: all) listed after the key `after` (below the prefix)."""
         token = None
-        while True:
-            objects, token = self.retrier.call(storage.list_page, prefix.bucket, prefix.key, token)
+        start = prefix.key + after if after is not None else None
+        left = count
+        while left is None or left > 0:
+            objects, token = self.retrier.call(storage.list_page, prefix.bucket, prefix.key, token, start)
             self.listed_pages += 1
+            if left is not None:
+                objects, left = objects[:left], left - len(objects[:left])
             yield from objects
             if not token:
                 return

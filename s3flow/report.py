@@ -8,6 +8,7 @@ from typing import Iterable
 from .record import CANCELLED, COPIED, DELETED, FAILED, SKIPPED, FileResult
 
 TOP_FAILURES = 20
+KEEP_FAILURES = 1000  # failed files a summary lists; every one is in the per-file tables
 
 
 @dataclass
@@ -37,7 +38,8 @@ class Summary:
                 self.deleted += 1
             elif result.status == FAILED:
                 self.failed += 1
-                self.failures.append(result)
+                if len(self.failures) < KEEP_FAILURES:  # the rest are in the per-file tables
+                    self.failures.append(result)
                 self.error_codes[result.error_code] += 1
             elif result.status == CANCELLED:
                 self.cancelled += 1
@@ -56,7 +58,18 @@ class Summary:
             "seconds": round(self.seconds, 3),
             "failures": [{"source": f.source, "destination": f.destination, "error": f.error}
                          for f in self.failures],
+            "error_codes": dict(self.error_codes),
         }
+
+    def absorb(self, other: dict) -> None:
+        """Add another summary's counts (to_json's form): a shard's, into its transfer's."""
+        for name in ("files", "copied", "skipped", "failed", "deleted", "cancelled", "bytes_copied"):
+            setattr(self, name, getattr(self, name) + other.get(name, 0))
+        for failure in other.get("failures", ()):
+            if len(self.failures) < KEEP_FAILURES:
+                self.failures.append(FileResult(failure["source"], failure["destination"], FAILED,
+                                                error=failure["error"]))
+        self.error_codes.update(other.get("error_codes", {}))
 
     def headline(self) -> str:
         return (f"{self.files} files: {self.copied} copied, {self.skipped} skipped, "
@@ -94,8 +107,8 @@ def text(result: dict) -> str:
               f"{'duration':<14}{seconds:>10.1f} s", f"{'rate':<14}{rate:>7.3f} GB/s"]
     failures = result["failures"]
     lines += [f"FAILED {f['source']} -> {f['destination']}: {f['error']}" for f in failures[:TOP_FAILURES]]
-    if len(failures) > TOP_FAILURES:
-        lines.append(f"... and {len(failures) - TOP_FAILURES} more failures")
+    if result["failed"] > TOP_FAILURES:
+        lines.append(f"... and {result['failed'] - TOP_FAILURES} more failures")
     return "\n".join(lines)
 
 

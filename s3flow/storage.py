@@ -203,11 +203,15 @@ class Storage:
         with _translated(ref.bucket, ref.key):
             self._client.delete_object(Bucket=ref.bucket, Key=ref.key)
 
-    def list_page(self, bucket: str, prefix: str, token: str | None) -> tuple[list[ObjectInfo], str | None]:
-        """One page of objects under a prefix, in key order, and the next page's token."""
+    def list_page(self, bucket: str, prefix: str, token: str | None,
+                  start_after: str | None = None) -> tuple[list[ObjectInfo], str | None]:
+        """One page of objects under a prefix (after `start_after`), in key order, and the
+        next page's token."""
         args = {"Bucket": bucket, "Prefix": prefix, **self._payer}
         if token:
             args["ContinuationToken"] = token
+        elif start_after:
+            args["StartAfter"] = start_after
         with _translated(bucket, prefix):
             answer = self._client.list_objects_v2(**args)
         objects = [

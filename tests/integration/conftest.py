@@ -26,12 +26,14 @@ def start_worker(prefect_api, tmp_path):
     `env` (prefect.yaml reads its {{ $VARS }} from it), and one process worker with it."""
     procs = []
 
-    def start(extra: dict[str, str]) -> subprocess.Popen:
+    def start(extra: dict[str, str], limit: int | None = None) -> subprocess.Popen:
+        """limit: flow runs the worker runs at once (its --limit)."""
         env = {**os.environ, **prefect_api.env(), "PREFECT_WORKER_QUERY_SECONDS": "1", **extra}
         prefect_cli("work-pool", "create", "s3flow", "--type", "process", "--overwrite", env=env)
         prefect_cli("deploy", "--all", env=env)
         log = (tmp_path / f"worker-{len(procs)}.log").open("wb")
-        proc = subprocess.Popen([str(VENV_BIN / "prefect"), "worker", "start", "--pool", "s3flow"],
+        more = ["--limit", str(limit)] if limit else []
+        proc = subprocess.Popen([str(VENV_BIN / "prefect"), "worker", "start", "--pool", "s3flow", *more],
                                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         procs.append(proc)

@@ -37,9 +37,11 @@ class FakeListing:
     def bucket_error(self, bucket):
         return None
 
-    def list_page(self, bucket, prefix, token):
+    def list_page(self, bucket, prefix, token, start_after=None):
+        """StartAfter as a marker in this store's own order (as SeaweedFS's walk has it)."""
         mine = [o for o in self.objects if o.ref.bucket == bucket and o.ref.key.startswith(prefix)]
-        start = int(token or 0)
+        keys = [o.ref.key for o in mine]
+        start = int(token) if token else (keys.index(start_after) + 1 if start_after else 0)
         more = start + 2 < len(mine)
         return mine[start:start + 2], str(start + 2) if more else None
 
@@ -77,3 +79,23 @@ def test_batches_bound_files_and_bytes_and_keep_deletes_apart():
     assert all(len({type(item) for item in batch}) == 1 for batch in result)
     assert [item.source_ref.key for item in result[1]] == ["big"]
     assert sum(len(batch) for batch in result) == 10
+
+
+def test_shard_ranges_follow_the_store_order_and_cover_every_object_once():
+    from s3flow.manifest import ManifestRow
+    from s3flow.plan import Planner
+    from s3flow.record import FileResult
+
+    keys = ["in/a", "in/d/x", "in/d/y", "in/d x", "in/e", "in/b"]  # not key order
+    store = FakeListing([info(k, bucket="s1") for k in keys] + [info("out/e", bucket="d1")])
+    planner = Planner(TransferConfig(), store, store)
+    whole = ManifestRow(1, ObjectRef("s1", "in/"), ObjectRef("d1", "out/"))
+    shards = [ManifestRow(1, whole.source, whole.destination, after, count)
+              for after, count in ((None, 2), ("d/x", 3), ("e", None))]
+
+    planned = [list(planner.plan([row], {})) for row in shards]
+
+    copied = [[p.source_ref.key for p in part if isinstance(p, CopyItem)] for part in planned]
+    skipped = [[p.source for p in part if isinstance(p, FileResult)] for part in planned]
+    assert copied == [["in/a", "in/d/x"], ["in/d/y", "in/d x"], ["in/b"]]
+    assert skipped == [[], ["s3://s1/in/e"], []]  # its destination was found for that shard alone

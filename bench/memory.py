@@ -1,0 +1,105 @@
+"""Peak memory of planning and running a 1,000,000-object transfer, on a synthetic store.
+
+The store lists N objects (1,000 a page, generated on the fly) and answers every
+CopyObject at once, so what is measured is s3flow's own memory: the real manifest
+parser, planner (streaming listing, destination index), batcher, copier (threaded
+path and request slots) and summary, with the flow's bounds (8 batches in flight,
+2 x 8 waiting, the first 10,000 results kept for the -files table).
+
+    bench/memory.py [--objects 1000000] [--existing 0]
+
+--existing N puts the first N objects in the destination too (a resumed sync: they
+are listed into the destination index and skipped).
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from flows.transfer import BATCHES_IN_FLIGHT, FILES_TABLE_ROWS  # noqa: E402
+from s3flow.config import TransferConfig  # noqa: E402
+from s3flow.copy import Copier  # noqa: E402
+from s3flow.manifest import parse  # noqa: E402
+from s3flow.plan import Batcher, Planner  # noqa: E402
+from s3flow.record import FileResult, ObjectRef  # noqa: E402
+from s3flow.report import Summary  # noqa: E402
+from s3flow.storage import ObjectInfo, Written  # noqa: E402
+
+ETAG = "9e107d9d372bb6826bd81d3542a419d6"
+
+
+class SyntheticStore:
+    """A bucket "src" of `objects` objects and a bucket "dst" with the first `existing`."""
+
+    endpoint_url = "synthetic://"
+    copy_lane = None
+
+    def __init__(self, objects: int, existing: int) -> None:
+        self.sizes = {"src": objects, "dst": existing}
+        self.copies = 0
+
+    def bucket_error(self, bucket: str) -> None:
+        return None
+
+    def list_page(self, bucket, prefix, token, start_after=None):
+        start = int(token or 0)
+        end = min(start + 1000, self.sizes[bucket])
+        page = [ObjectInfo(ObjectRef(bucket, f"{prefix}sample-{i // 1000:04d}/read-{i:07d}.fq.gz"),
+                           16 << 10, ETAG, 1.7e9) for i in range(start, end)]
+        return page, (str(end) if end < self.sizes[bucket] else None)
+
+    def copy_object(self, source, destination, properties) -> Written:
+        self.copies += 1
+        return Written(source.etag, "CRC32C:AAAAAA==")
+
+
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--objects", type=int, default=1_000_000)
+    parser.add_argument("--existing", type=int, default=0)
+    args = parser.parse_args()
+    store = SyntheticStore(args.objects, args.existing)
+    config = TransferConfig(max_concurrency=64)
+    rows = parse("source,destination\ns3://src/run-42/,s3://dst/run-42/\n")
+    start_rss, started = peak_mib(), time.monotonic()
+    summary, kept, waiting = Summary(), [], deque()
+
+    def collect(keep: int) -> None:
+        while len(waiting) > keep or (waiting and waiting[0].done()):
+            results = waiting.popleft().result()
+            summary.add(results)
+            kept.extend(results[:max(0, FILES_TABLE_ROWS - len(kept))])
+
+    with Copier(config, store, store) as copier, ThreadPoolExecutor(BATCHES_IN_FLIGHT) as batches:
+        batcher = Batcher(config)
+        for planned in Planner(config, store, store).plan(rows):
+            if isinstance(planned, FileResult):
+                summary.add([planned])
+                continue
+            for batch in batcher.add(planned):
+                waiting.append(batches.submit(copier.run, batch))
+                collect(keep=2 * BATCHES_IN_FLIGHT)
+        for batch in batcher.flush():
+            waiting.append(batches.submit(copier.run, batch))
+        collect(keep=0)
+    seconds = time.monotonic() - started
+    print(f"{summary.files:,} files ({summary.copied:,} copied, {summary.skipped:,} skipped, "
+          f"{store.copies:,} CopyObject) in {seconds:.0f} s; peak RSS {peak_mib():.0f} MiB "
+          f"(at start {start_rss:.0f} MiB, after imports)")
+    ok = summary.files == args.objects and summary.copied == args.objects - args.existing
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
