@@ -288,21 +288,28 @@ def render(rows, startup, args) -> str:
     lines = [f"Measured {date.today().isoformat()} on {platform.machine()}, {cpu_count} cores, "
              f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / (1 << 30):.0f} GiB, "
              f"SeaweedFS on loopback (same machine); median of {args.repeat} runs; "
-             f"speed = objects/s relative to s5cmd (higher is faster). The S3 server, the Prefect "
+             f"speed = objects/s relative to s5cmd (higher is faster); 'after start-up' takes "
+             f"each tool's one-object run (below) off its median. The S3 server, the Prefect "
              f"server and the tool share the same cores: server CPU is what each run cost them.", ""]
+    fixed = dict(startup)
     for data, results in rows:
         lines += [f"**{data.name}**: {len(data.sizes):,} objects, {data.total / MiB:,.0f} MiB", "",
-                  "| tool | median s | objects/s | MiB/s | speed vs s5cmd | client CPU s | S3 server CPU s "
+                  "| tool | median s | objects/s | MiB/s | speed vs s5cmd | after start-up s | "
+                  "speed vs s5cmd after start-up | client CPU s | S3 server CPU s "
                   "| Prefect server CPU s | peak RSS MiB | verified |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         medians = {name: statistics.median(r.seconds for r in runs) for name, runs in results.items()}
         reference = medians.get("s5cmd")
+        # The same run less the tool's fixed cost (its one-object run): the copying itself.
+        after = {name: max(m - fixed[name], 0.01) for name, m in medians.items() if name in fixed}
         for name, runs in results.items():
             m = medians[name]
             ratio = f"{reference / m:.2f}" if reference else "-"
+            steady = (f"{after[name]:.2f} | {after['s5cmd'] / after[name]:.2f}"
+                      if name in after and "s5cmd" in after else "- | -")
             ok = all(r.ok for r in runs)
             lines.append(f"| {name} | {m:.2f} | {len(data.sizes) / m:,.0f} | {data.total / MiB / m:,.0f} | "
-                         f"{ratio} | {statistics.median(r.cpu for r in runs):.1f} | "
+                         f"{ratio} | {steady} | {statistics.median(r.cpu for r in runs):.1f} | "
                          f"{statistics.median(r.s3_cpu for r in runs):.1f} | "
                          f"{statistics.median(r.prefect_cpu for r in runs):.1f} | "
                          f"{max(r.rss_mib for r in runs):,.0f} | "

@@ -230,7 +230,7 @@ def test_real_process_prints_one_json_object_and_exit_codes(seaweed, prefect_ser
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert set(summary) == {"files", "copied", "skipped", "failed", "deleted", "cancelled", "bytes_copied",
-                            "seconds", "failures"}
+                            "seconds", "failures", "error_codes"}
     assert (summary["copied"], summary["bytes_copied"], summary["failures"]) == (1, 1, [])
 
     failing = write_manifest(f"s3://{src}/missing,s3://{dst}/m\n", "failing.csv")
