@@ -34,7 +34,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from blocks.credentials import endpoint_from_block
-from flows.history import record_events, run_trigger, stamped
+from flows.history import History, run_trigger, stamped
 from flows.notify import artifact_link, notify_failure, run_link
 from flows.status import BATCH_MARK
 from s3flow import estimate
@@ -59,7 +59,7 @@ NOTIFY_FAILURES = 10  # failed files listed in a notification
 FILES_TABLE_ROWS = 10_000  # rows of the -files table; every file is in the batch tables
 CANCEL_GRACE = 20.0  # seconds a cancelled transfer waits for requests in flight (a worker allows 30)
 
-_transfers: dict[str, tuple[Copier, str]] = {}  # running transfers of this process: copier, trigger
+_transfers: dict[str, tuple[Copier, str, History]] = {}  # running transfers of this process
 
 
 @dataclass(frozen=True)
@@ -139,21 +139,25 @@ def copy_batch(number: int, items: list, transfer_id: str) -> list[FileResult]:
     S3 errors never raise here (each file's retries and failure are in its result);
     the task's own retries are for the unexpected, and re-copying is idempotent.
     The batch's files are recorded at once, so `s3flow status` sees them mid-transfer."""
-    copier, trigger = _transfers[transfer_id]
+    copier, trigger, history = _transfers[transfer_id]
     results = stamped(copier.run(items), trigger)
-    _record(results, f"batch {number}")
+    _record(results, f"batch {number}", history)
     return results
 
 
-def _record(results: list[FileResult], what: str) -> None:
+def _record(results: list[FileResult], what: str, history: History) -> None:
     """A batch's files as a table artifact (for `status`) and as events (for `history`)."""
     if results:
         create_table_artifact(table=[result.row() for result in results],
                               description=f"{BATCH_MARK}: {what}")
-        try:
-            record_events(results)
-        except Exception as exc:  # the copies are done: never redo them for a lost index entry
-            get_run_logger().warning("history events of %d files not recorded: %s", len(results), exc)
+        _keep_history(history.add, results)
+
+
+def _keep_history(send, *args) -> None:
+    try:
+        send(*args)
+    except Exception as exc:  # the copies are done: never redo them for a lost index entry
+        get_run_logger().warning("history events not recorded: %s", exc)
 
 
 def ensure_concurrency_limit(name: str, slots: int = CONCURRENCY_LIMIT_SLOTS) -> int:
@@ -362,7 +366,8 @@ def _run(job: Prepared, copier: Copier, progress: _Progress) -> tuple[int, int]:
     the table in s3flow/copy.py says; every file planned so far gets its result,
     and every manifest row not fully planned one row-level `cancelled` result."""
     transfer_id = str(uuid.uuid4())
-    _transfers[transfer_id] = (copier, progress.trigger)
+    history = History(str(flow_run.id or ""))
+    _transfers[transfer_id] = (copier, progress.trigger, history)
     pending: list = []
     numbers = itertools.count(1)
 
@@ -398,7 +403,7 @@ def _run(job: Prepared, copier: Copier, progress: _Progress) -> tuple[int, int]:
                 if isinstance(planned, FileResult):
                     settled.extend(progress.add([planned]))
                     if len(settled) >= job.config.batch_files:
-                        _record(settled, "planning")
+                        _record(settled, "planning", history)
                         settled.clear()
                     continue
                 for batch in batcher.add(planned):
@@ -424,10 +429,11 @@ def _run(job: Prepared, copier: Copier, progress: _Progress) -> tuple[int, int]:
         if copier.cancelled:
             unplanned = cancelled_rows(job.rows, planner.rows_done)
             settled.extend(progress.add(unplanned))
-        _record(settled, "planning")
+        _record(settled, "planning", history)
     finally:
         watch.stop()
         _transfers.pop(transfer_id, None)
+        _keep_history(history.close)
     if planner.excluded:
         get_run_logger().info("filters left out %d source objects", planner.excluded)
     if stopped is not None:

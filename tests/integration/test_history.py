@@ -23,11 +23,13 @@ def test_history_lists_every_run_that_touched_an_object(seaweed, buckets, run, w
     src, dst = buckets("src", "dst")
     c = seaweed.client()
     c.put_object(Bucket=src, Key="run-7/sample.cram", Body=b"CRAM" * 100)
+    for n in range(150):  # neighbours: they share the folder, and some the name group, of sample.cram
+        c.put_object(Bucket=src, Key=f"run-7/read-{n:03d}.fq", Body=b"@")
     manifest = write_manifest(f"s3://{src}/run-7/,s3://{dst}/run-7/\n"
                               f"s3://{src}/lost/absent.cram,s3://{dst}/lost/absent.cram\n")
     first = json.loads(run("transfer", manifest, "--json")[1])
     second = json.loads(run("transfer", manifest, "--json")[1])
-    assert (first["copied"], second["skipped"], second["failed"]) == (1, 1, 1)
+    assert (first["copied"], second["skipped"], second["failed"]) == (151, 151, 1)
 
     # Prefect's event persister writes events in batches (every 5 s): poll a little.
     deadline = time.monotonic() + 30
@@ -49,6 +51,9 @@ def test_history_lists_every_run_that_touched_an_object(seaweed, buckets, run, w
 
     as_source = json.loads(run("history", f"s3://{src}/run-7/sample.cram", "--json")[1])
     assert [(e["status"], e["role"]) for e in as_source] == [("skipped", "source"), ("copied", "source")]
+    neighbour = json.loads(run("history", f"s3://{src}/run-7/read-042.fq", "--json")[1])
+    assert [(e["status"], e["destination"]) for e in neighbour] == [
+        ("skipped", f"s3://{dst}/run-7/read-042.fq"), ("copied", f"s3://{dst}/run-7/read-042.fq")]
 
     code, out, _ = run("history", f"s3://{dst}/lost/absent.cram")
     assert code == 0 and out.count("FAILED") == 2 and "error: NoSuchKey" in out
