@@ -74,7 +74,7 @@ class Prepared:
 def prepare(manifest: str, *, header: bool | None = None, delete: bool = False, dry_run: bool = False,
             filters: list[str] | None = None, storage_class: str | None = None,
             sse: str | None = None, sse_kms_key_id: str | None = None, acl: str | None = None,
-            requester_pays: bool = False, keep_source_layout: bool = True,
+            requester_pays: bool = False, keep_source_layout: bool = True, part_copies: str = "auto",
             checksum_algorithm: str | None = "CRC32C", multipart_threshold_mib: int = 256, part_size_mib: int = 64,
             max_concurrency: int = 64, part_concurrency: int = 8, max_attempts: int = 5,
             batch_files: int = 500, source_credentials: str | None = None,
@@ -88,7 +88,8 @@ def prepare(manifest: str, *, header: bool | None = None, delete: bool = False, 
         max_attempts=max_attempts, delete=delete, dry_run=dry_run, batch_files=batch_files,
         filters=filter_rules.parse(filters), storage_class=storage_class, sse=sse,
         sse_kms_key_id=sse_kms_key_id, acl=acl, requester_pays=requester_pays,
-        keep_source_layout=keep_source_layout, checksum_algorithm=_checksum(checksum_algorithm),
+        keep_source_layout=keep_source_layout, part_copies=part_copies,
+        checksum_algorithm=_checksum(checksum_algorithm),
         source=endpoint_from_block(source_credentials),
         destination=endpoint_from_block(destination_credentials),
     )
@@ -238,6 +239,7 @@ def transfer_manifest(
     acl: str | None = None,
     requester_pays: bool = False,
     keep_source_layout: bool = True,
+    part_copies: str = "auto",
     checksum_algorithm: str | None = "CRC32C",
     notification_block: str | None = None,
     shard_files: int = 0,
@@ -273,6 +275,8 @@ def transfer_manifest(
         acl: Canned ACL for the destination, e.g. bucket-owner-full-control (cross-account).
         requester_pays: The source bucket is requester-pays; this transfer pays for its reads.
         keep_source_layout: Copy in the source's own parts so ETags match (s3flow/layout.py).
+        part_copies: Multipart sources up to 5 GiB: "auto" copies them in parts on AWS and
+            with one CopyObject on stores where that keeps the ETag; "always" in parts.
         checksum_algorithm: Checksum S3 computes on each copy, recorded per file (CRC32C, CRC32,
             CRC64NVME, SHA1, SHA256; "none" for stores that reject it).
         notification_block: SnsNotification block told when files failed; empty: none.
@@ -284,7 +288,7 @@ def transfer_manifest(
     options = dict(
         delete=delete, dry_run=dry_run, filters=filters,
         storage_class=storage_class, sse=sse, sse_kms_key_id=sse_kms_key_id, acl=acl,
-        requester_pays=requester_pays, keep_source_layout=keep_source_layout,
+        requester_pays=requester_pays, keep_source_layout=keep_source_layout, part_copies=part_copies,
         checksum_algorithm=checksum_algorithm, multipart_threshold_mib=multipart_threshold_mib,
         part_size_mib=part_size_mib, max_concurrency=max_concurrency,
         part_concurrency=part_concurrency, max_attempts=max_attempts, batch_files=batch_files,

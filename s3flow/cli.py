@@ -138,6 +138,9 @@ def _manifest_options(command: argparse.ArgumentParser) -> None:
     add("--ignore-source-layout", dest="keep_source_layout", action="store_false",
         help="cut large objects in our parts even where the source's layout could be copied "
              "(ETags then differ; copies are verified by content)")
+    add("--part-copies", choices=["auto", "always"], default="auto",
+        help="multipart sources up to 5 GiB: auto (default) copies them in parts on AWS, and with "
+             "one CopyObject on other stores where that keeps the ETag; always: in parts")
     add("--checksum", dest="checksum_algorithm", default="CRC32C", metavar="ALGORITHM",
         help="checksum S3 computes on each copy, recorded per file: CRC32C (default), CRC32, "
              "CRC64NVME, SHA1, SHA256, or none for stores that reject the header")

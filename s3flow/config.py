@@ -38,6 +38,9 @@ class Endpoint:
     session_token: str | None = field(default=None, repr=False)
 
 
+PART_COPIES = ("auto", "always")
+
+
 @dataclass(frozen=True)
 class TransferConfig:
     multipart_threshold: int = 256 * MiB  # larger objects are copied in parts
@@ -57,6 +60,9 @@ class TransferConfig:
     acl: str | None = None  # a canned ACL, e.g. bucket-owner-full-control
     requester_pays: bool = False  # the source bucket is requester-pays: we pay
     keep_source_layout: bool = True  # copy in the source's parts, so ETags match (layout.py)
+    # Multipart sources up to 5 GiB: "auto" copies them in parts on AWS and tries one
+    # CopyObject on other stores (kept where it keeps the ETag); "always" copies in parts.
+    part_copies: str = "auto"
     # The checksum S3 computes on every copy and s3flow records (None: ask for none).
     checksum_algorithm: str | None = "CRC32C"
     batch_files: int = 500  # files per Prefect task run
@@ -85,6 +91,8 @@ class TransferConfig:
              "needs --sse aws:kms"),
             (self.checksum_algorithm in (None, *CHECKSUM_ALGORITHMS), "checksum",
              f"{self.checksum_algorithm!r} is not one of {', '.join(sorted(CHECKSUM_ALGORITHMS))} or none"),
+            (self.part_copies in PART_COPIES, "part copies",
+             f"{self.part_copies!r} is not one of {', '.join(PART_COPIES)}"),
             (self.acl in (None, *CANNED_ACLS), "acl",
              f"{self.acl!r} is not a canned ACL ({', '.join(sorted(CANNED_ACLS))})"),
         ]

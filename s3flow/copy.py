@@ -283,23 +283,13 @@ class Copier:
                 if not copy:
                     return result(SKIPPED, detail=why)
             if self.config.dry_run:
-                parts = planned_parts(self.config, source.size, source.etag)
+                parts = 1 if self._single_instead(source) else planned_parts(self.config, source.size, source.etag)
                 method = "CopyObject" if parts == 1 else f"multipart, {parts} parts"
                 return result(WOULD_COPY, detail=f"{why}: {method}" if why else method, parts=parts)
             if copied is None:
                 self._go()
             probing = self._await_probe(source)
-            instead = not single_copy(self.config, source.size, source.etag) and self._single_instead(source)
-            if instead or single_copy(self.config, source.size, source.etag):
-                written = copied or self._request(attempts, self.destination.copy_object, source,
-                                                  item.destination, destination_properties(self.config, source))
-                if instead:
-                    self._single_keeps_etag = written.etag == source.etag
-                check = self._verify(source, item.destination, written.etag, max(source.size, 1), attempts)
-                note = " (this store keeps the ETag of a single copy, not of part copies)" if instead else ""
-                detail, parts = f"CopyObject{note}; {check}", 1
-            else:
-                detail, parts, written = self._copy_multipart(source, item.destination, attempts)
+            detail, parts, written = self._write(source, item.destination, attempts, copied)
         except S3Error as exc:
             status = CANCELLED if exc.code == CANCELLED_CODE else FAILED
             return result(status, f"{exc.code}: {exc.message or exc.describe()}")
@@ -307,6 +297,29 @@ class Copier:
             if probing:  # however the probe ended, nobody waits for it any more
                 self._probed.set()
         return result(COPIED, detail=detail, parts=parts, checksum=written.checksum)
+
+    def _write(self, source: ObjectInfo, destination: ObjectRef, attempts: Attempts,
+               copied: Written | None) -> tuple[str, int, Written]:
+        """Write the copy with one CopyObject or in parts (layout.py, _single_instead), and
+        check it; (what was done, part count, S3's answer)."""
+        single = single_copy(self.config, source.size, source.etag)
+        instead = not single and self._single_instead(source)
+        if not (single or instead):
+            return self._copy_multipart(source, destination, attempts)
+        written = copied or self._request(attempts, self.destination.copy_object, source, destination,
+                                          destination_properties(self.config, source))
+        if not instead:
+            return f"CopyObject; {self._verify(source, destination, written.etag, source.size or 1, attempts)}", \
+                1, written
+        self._single_keeps_etag = written.etag == source.etag
+        if not self._single_keeps_etag and self._parts_keep_etag is not False:
+            # Copied again, in parts, so the ETag is the source's: a later sync would
+            # otherwise see another ETag and copy it again.
+            detail, parts, written = self._copy_multipart(source, destination, attempts)
+            return f"{detail} (a single CopyObject lost the ETag on this store)", parts, written
+        check = self._verify(source, destination, written.etag, source.size or 1, attempts)
+        why = ": this store keeps the ETag of a single copy" if self._single_keeps_etag else ""
+        return f"CopyObject (instead of part copies{why}); {check}", 1, written
 
     def _current_source(self, item: CopyItem, attempts: Attempts) -> ObjectInfo:
         """The source's facts: from the listing, or a HEAD where the listing cannot tell
@@ -363,10 +376,23 @@ class Copier:
         return False
 
     def _single_instead(self, source: ObjectInfo) -> bool:
-        """Copy this multipart source with one CopyObject: this store was seen not to keep
-        the ETag of part copies, and not (yet) seen to lose it on a single copy."""
-        return (source.size <= MAX_SINGLE_COPY and self._parts_keep_etag is False
-                and self._single_keeps_etag is not False and etag_parts(source.etag) is not None)
+        """Copy this multipart source (<= 5 GiB) with one CopyObject, not in parts:
+
+        | store                      | part_copies | first multipart source | the others          |
+        |----------------------------|-------------|------------------------|---------------------|
+        | AWS                        | auto        | parts (S3 keeps their  | one CopyObject only |
+        |                            |             | ETag, and documents    | if parts lost it    |
+        |                            |             | that CopyObject won't) |                     |
+        | other (SeaweedFS, MinIO..) | auto        | one CopyObject         | the same while it   |
+        |                            |             |                        | keeps the ETag, else parts |
+        | any                        | always      | parts                  | parts               |
+
+        Where a single copy keeps the ETag, it is one request instead of N: SeaweedFS
+        spends half the CPU on it, and 960 MiB in 3 objects copied in 2.9 s, not 6.4 s."""
+        if (self.config.part_copies == "always" or source.size > MAX_SINGLE_COPY
+                or etag_parts(source.etag) is None or self._single_keeps_etag is False):
+            return False
+        return self._parts_keep_etag is False or not self.destination.is_aws
 
     def _layout(self, source: ObjectInfo, attempts: Attempts) -> tuple[int, str]:
         """The part size to copy with, and whose layout it is (see layout.py)."""

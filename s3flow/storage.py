@@ -133,6 +133,12 @@ class Storage:
     def endpoint_url(self) -> str:
         return self._client.meta.endpoint_url
 
+    @property
+    def is_aws(self) -> bool:
+        """Amazon S3 itself, not another S3-compatible store."""
+        host = urlsplit(self.endpoint_url).hostname or ""
+        return host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
+
     def bucket_error(self, bucket: str) -> str | None:
         """None when the bucket is there, else why not (NoSuchBucket, AccessDenied...)."""
         try:

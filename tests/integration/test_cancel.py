@@ -28,8 +28,8 @@ MiB = 1024 * 1024
 # Every request a quarter second, those of the multipart objects 2 s: the transfer
 # takes over 30 s, and a cancel finds parts still to copy.
 SLOW = Faults(delay=0.25, slow=("cram/",), slow_delay=2.0)
-COPY_OPTIONS = {"multipart_threshold_mib": 5, "part_size_mib": 5, "part_concurrency": 1,
-                "max_concurrency": 4}
+COPY_OPTIONS = {"multipart_threshold_mib": 5, "part_size_mib": 5, "part_copies": "always",
+                "part_concurrency": 1, "max_concurrency": 4}
 
 
 @pytest.fixture()
@@ -70,7 +70,7 @@ def start_transfer(manifest: str, seaweed, prefect_api, proxy: FaultProxy):
     (command, env, the running process)."""
     env = {**os.environ, **seaweed.env(), **prefect_api.env(), "AWS_ENDPOINT_URL": proxy.url}
     command = [str(VENV_BIN / "s3flow"), "transfer", manifest, "--multipart-threshold-mib", "5",
-               "--part-size-mib", "5", "--part-concurrency", "1", "--concurrency", "4"]
+               "--part-size-mib", "5", "--part-copies", "always", "--part-concurrency", "1", "--concurrency", "4"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, start_new_session=True)
     wait_for_part_copies(proxy, process)

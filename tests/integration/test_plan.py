@@ -44,7 +44,7 @@ def test_plan_reports_everything_and_changes_nothing(seaweed, scene, run):
     before = listing(seaweed.client(), dst)
 
     code, plan, err = run("plan", manifest, "--json", "--delete", "--multipart-threshold-mib", "5",
-                          "--part-size-mib", "5")
+                          "--part-size-mib", "5", "--part-copies", "always")
 
     assert code == 1, err  # one source is missing: the plan says the transfer would fail
     assert (plan["copy"]["objects"], plan["copy"]["bytes"]) == (6, 4 * 1000 + 12 * MiB + 3)
@@ -57,6 +57,10 @@ def test_plan_reports_everything_and_changes_nothing(seaweed, scene, run):
     assert plan["cost_usd"]["total"] > 0
     assert listing(seaweed.client(), dst) == before
     assert not seaweed.client().list_multipart_uploads(Bucket=dst).get("Uploads")
+
+    # By default, on a store other than AWS, the multipart source is planned as one CopyObject.
+    code, plan, err = run("plan", manifest, "--json", "--delete", "--multipart-threshold-mib", "5")
+    assert (plan["requests"]["copy_object"], plan["requests"]["upload_part_copy"]) == (6, 0), err
 
     code, text, _ = run("plan", manifest)
     assert "copy" in text and "estimated cost $" in text and "would fail: NoSuchKey x1" in text

@@ -43,8 +43,10 @@ def moto_store(request, monkeypatch, prefect_api):
     return _store("moto", request, monkeypatch)
 
 
-def run(capsys, *args: str) -> dict:
-    code = main(["transfer", *args, "--json", "--multipart-threshold-mib", "5", "--part-size-mib", "5"])
+def run(capsys, *args: str, part_copies: str = "always") -> dict:
+    """A transfer that copies objects over 5 MiB in parts (moto stands in for AWS here)."""
+    code = main(["transfer", *args, "--json", "--multipart-threshold-mib", "5", "--part-size-mib", "5",
+                 "--part-copies", part_copies])
     summary = json.loads(capsys.readouterr().out)
     assert code == 0, summary
     return summary
@@ -113,6 +115,28 @@ def test_each_copy_records_the_checksum_s3_computed(store, tmp_path, capsys):
             algorithm, _, value = checksum.partition(":")
             head = client.head_object(Bucket=dst, Key=f"sums/{name}", ChecksumMode="ENABLED")
             assert (algorithm, head.get(f"Checksum{algorithm}")) == ("CRC32C", value), name
+
+
+def test_other_stores_copy_multipart_sources_whole_where_that_keeps_the_etag(request, monkeypatch, prefect_api,
+                                                                           tmp_path, capsys):
+    """SeaweedFS keeps a multipart source's ETag on a single CopyObject, which costs it half
+    the CPU of part copies: by default (--part-copies auto) that is how it gets them."""
+    from flows.transfer import artifact_base
+    from tests.integration.test_transfer_flow import artifacts, table_rows
+
+    client, src, dst = _store("seaweed", request, monkeypatch)
+    for name in ("a.cram", "b.cram", "c.cram"):
+        put_multipart(client, src, f"run/{name}", os.urandom(12 * MiB), 5 * MiB)
+    manifest = tmp_path / "whole.csv"
+    manifest.write_text(f"s3://{src}/run/,s3://{dst}/run/\n")
+    assert run(capsys, str(manifest), part_copies="auto")["copied"] == 3
+    rows = table_rows(artifacts(f"{artifact_base(str(manifest))}-files")[0])
+    assert {(row["parts"], row["detail"]) for row in rows} == {(1, "CopyObject (instead of part copies: this "
+                                                                  "store keeps the ETag of a single copy); "
+                                                                  "ETag matches the source")}
+    for name in ("a.cram", "b.cram", "c.cram"):
+        etag = client.head_object(Bucket=dst, Key=f"run/{name}")["ETag"]
+        assert etag == client.head_object(Bucket=src, Key=f"run/{name}")["ETag"] and etag.endswith('-3"')
 
 
 def test_ignoring_the_source_layout_uses_our_parts(moto_store, tmp_path, capsys):

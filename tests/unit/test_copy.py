@@ -18,16 +18,22 @@ ETAG = "a" * 32 + "-3"
 SIZE = 12 * MiB
 
 
+def stubbed_copier(endpoint_url: str = "https://s3.us-east-1.amazonaws.com", **options):
+    """A Copier on one Storage whose requests go to botocore's Stubber, never the network."""
+    storage = Storage(Endpoint(endpoint_url=endpoint_url, region="us-east-1",
+                               access_key_id="k", secret_access_key="s"), 4, copy_lane=False)
+    config = TransferConfig(multipart_threshold=5 * MiB, part_size=5 * MiB, max_concurrency=1,
+                            part_concurrency=1, max_attempts=3, **options)
+    return Stubber(storage._client), Copier(config, storage, storage, Retrier(config, sleep=lambda s: None))
+
+
 @pytest.fixture()
 def stubbed():
-    storage = Storage(Endpoint(endpoint_url="http://127.0.0.1:9", region="us-east-1",
-                               access_key_id="k", secret_access_key="s"), 4)
-    config = TransferConfig(multipart_threshold=5 * MiB, part_size=5 * MiB, max_concurrency=1,
-                            part_concurrency=1, max_attempts=3)
-    with Stubber(storage._client) as stub:
-        copier = Copier(config, storage, storage, Retrier(config, sleep=lambda s: None))
+    """Amazon S3 (where multipart sources are copied in their parts)."""
+    stub, copier = stubbed_copier()
+    with stub:
         yield stub, copier
-        copier.close()
+    copier.close()
 
 
 def expect_head_and_create(stub):
@@ -223,3 +229,49 @@ def test_single_copy_whose_etag_cannot_match_is_checked_by_content(stubbed):
     result = copier.copy(CopyItem(SRC, DST, 1, listed, check_destination=False))
     assert (result.status, result.error_code) == (FAILED, "ChecksumMismatch")
     stub.assert_no_pending_responses()
+
+
+def test_other_stores_get_one_copyobject_per_multipart_source_while_it_keeps_the_etag():
+    stub, copier = stubbed_copier("http://127.0.0.1:9")  # SeaweedFS, MinIO...: not AWS
+    listed = ObjectInfo(SRC, SIZE, ETAG, 0.0)  # a 3-part source, above the 5 MiB threshold
+    keys = ["copy/a.bam", "copy/b.bam"]
+    with stub:
+        for key in keys:
+            stub.add_response("copy_object", {"CopyObjectResult": {"ETag": f'"{ETAG}"'}}, {
+                "Bucket": DST.bucket, "Key": key, "CopySource": {"Bucket": SRC.bucket, "Key": SRC.key},
+                "CopySourceIfMatch": f'"{ETAG}"', "ChecksumAlgorithm": "CRC32C"})
+        results = [copier.copy(CopyItem(SRC, ObjectRef(DST.bucket, key), 1, listed, check_destination=False))
+                   for key in keys]
+        stub.assert_no_pending_responses()
+    copier.close()
+    assert [(r.status, r.parts, r.attempts) for r in results] == [(COPIED, 1, 1)] * 2
+    assert results[0].detail == ("CopyObject (instead of part copies: this store keeps the ETag of a "
+                                 "single copy); ETag matches the source")
+
+
+def test_part_copies_always_copies_in_parts_on_any_store():
+    stub, copier = stubbed_copier("http://127.0.0.1:9", part_copies="always")
+    with stub:
+        expect_head_and_create(stub)
+        expect_parts_and_complete(stub, ETAG)
+        result = copier.copy(item())
+        stub.assert_no_pending_responses()
+    copier.close()
+    assert (result.status, result.parts) == (COPIED, 3)
+
+
+def test_where_a_single_copy_loses_the_etag_the_file_is_copied_again_in_parts():
+    stub, copier = stubbed_copier("http://127.0.0.1:9")
+    listed = ObjectInfo(SRC, SIZE, ETAG, 0.0)
+    with stub:
+        stub.add_response("copy_object", {"CopyObjectResult": {"ETag": '"' + "c" * 32 + '"'}}, {
+            "Bucket": DST.bucket, "Key": DST.key, "CopySource": {"Bucket": SRC.bucket, "Key": SRC.key},
+            "CopySourceIfMatch": f'"{ETAG}"', "ChecksumAlgorithm": "CRC32C"})
+        expect_head_and_create(stub)
+        expect_parts_and_complete(stub, ETAG)
+        result = copier.copy(CopyItem(SRC, DST, 1, listed, check_destination=False))
+        stub.assert_no_pending_responses()
+    copier.close()
+    assert (result.status, result.parts) == (COPIED, 3)  # the destination's ETag is the source's
+    assert result.detail == ("multipart, 3 parts (source layout); ETag matches the source "
+                             "(a single CopyObject lost the ETag on this store)")
