@@ -79,31 +79,31 @@ def group_of(uri: str) -> str:
 
 
 class History:
-    """Buffers a run's file results into grouped events (see the module's docstring).
-    Thread-safe: a transfer's batches finish on several threads."""
+    """Buffers a run's file rows (FileResult.row()) into grouped events (see the module's
+    docstring). Thread-safe: a transfer's batches finish on several threads."""
 
     def __init__(self, run_id: str, send: Callable[[list[dict]], None] | None = None) -> None:
         self.run_id = run_id
         self.send = send or post_events
         self._lock = threading.Lock()
-        self._groups: dict[tuple[str, str], tuple[list[FileResult], set[str]]] = {}
+        self._groups: dict[tuple[str, str], tuple[list[dict], set[str]]] = {}
         self._sent = time.monotonic()
 
-    def add(self, results: list[FileResult]) -> None:
+    def add(self, rows: list[dict]) -> None:
         ready: list[dict] = []
         with self._lock:
-            for result in results:
-                key = (result.status, group_of(result.destination))
-                rows, sources = self._groups.setdefault(key, ([], set()))
-                source = group_of(result.source) if result.source else None
+            for row in rows:
+                key = (row["status"], group_of(row["destination"]))
+                grouped, sources = self._groups.setdefault(key, ([], set()))
+                source = group_of(row["source"]) if row["source"] else None
                 if source and source not in sources and len(sources) >= SOURCE_GROUPS_PER_EVENT:
-                    ready.append(self._event(key, rows, sources))
-                    rows, sources = self._groups[key] = ([], set())
-                rows.append(result)
+                    ready.append(self._event(key, grouped, sources))
+                    grouped, sources = self._groups[key] = ([], set())
+                grouped.append(row)
                 if source:
                     sources.add(source)
-                if len(rows) >= ROWS_PER_EVENT:
-                    ready.append(self._event(key, rows, sources))
+                if len(grouped) >= ROWS_PER_EVENT:
+                    ready.append(self._event(key, grouped, sources))
                     del self._groups[key]
             if time.monotonic() - self._sent >= FLUSH_SECONDS:
                 ready.extend(self._drain())
@@ -122,24 +122,24 @@ class History:
         self._sent = time.monotonic()
         return events
 
-    def _event(self, key: tuple[str, str], results: list[FileResult], sources: set[str]) -> dict:
+    def _event(self, key: tuple[str, str], rows: list[dict], sources: set[str]) -> dict:
         status, group = key
         related = [{"prefect.resource.id": source, "prefect.resource.role": "source"}
                    for source in sorted(sources)]
         if self.run_id:
             related.append({"prefect.resource.id": f"prefect.flow-run.{self.run_id}",
                             "prefect.resource.role": "flow-run"})
-        stamps = [r.ended or r.started for r in results if r.ended or r.started]
-        occurred = datetime.fromtimestamp(max(stamps), timezone.utc) if stamps else datetime.now(timezone.utc)
+        stamps = [row["end"] or row["start"] for row in rows if row["end"] or row["start"]]
+        occurred = max(stamps) if stamps else datetime.now(timezone.utc).isoformat()  # all UTC ISO 8601
         folder, _, bucket_number = group[len(GROUP):].rpartition("#")
         return {
             "id": str(uuid.uuid4()),
-            "occurred": occurred.isoformat(),
+            "occurred": occurred,
             "event": f"{EVENT_PREFIX}{status}",
             "resource": {"prefect.resource.id": group,
                          "prefect.resource.name": f"{folder} (name group {bucket_number} of {GROUPS})"},
             "related": related,
-            "payload": {"flow_run_id": self.run_id, "files": [result.row() for result in results]},
+            "payload": {"flow_run_id": self.run_id, "files": rows},
         }
 
 
@@ -152,7 +152,7 @@ def post_events(events: list[dict]) -> None:
 def record_events(results: list[FileResult]) -> None:
     """A few results at once (a replication): grouped, sent now."""
     history = History(str(flow_run.id or ""))
-    history.add(results)
+    history.add([result.row() for result in results])
     history.close()
 
 

@@ -149,9 +149,9 @@ def copy_batch(number: int, items: list, transfer_id: str) -> list[FileResult]:
 def _record(results: list[FileResult], what: str, history: History) -> None:
     """A batch's files as a table artifact (for `status`) and as events (for `history`)."""
     if results:
-        create_table_artifact(table=[result.row() for result in results],
-                              description=f"{BATCH_MARK}: {what}")
-        _keep_history(history.add, results)
+        rows = [result.row() for result in results]
+        create_table_artifact(table=rows, description=f"{BATCH_MARK}: {what}")
+        _keep_history(history.add, rows)
 
 
 def _keep_history(send, *args) -> None:

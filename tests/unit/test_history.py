@@ -14,7 +14,7 @@ def record(results: list[FileResult]) -> list[dict]:
     sent: list[dict] = []
     history = History("run-1", send=sent.extend)
     for start in range(0, len(results), 500):  # as batches finish
-        history.add(results[start:start + 500])
+        history.add([result.row() for result in results[start:start + 500]])
     history.close()
     return sent
 
