@@ -77,7 +77,7 @@ def prepare(manifest: str, *, header: bool | None = None, delete: bool = False, 
             requester_pays: bool = False, keep_source_layout: bool = True, part_copies: str = "auto",
             checksum_algorithm: str | None = "CRC32C", multipart_threshold_mib: int = 256, part_size_mib: int = 64,
             max_concurrency: int = 64, part_concurrency: int = 8, max_attempts: int = 5,
-            batch_files: int = 500, source_credentials: str | None = None,
+            batch_files: int = 2000, source_credentials: str | None = None,
             destination_credentials: str | None = None,
             rows: list[ManifestRow] | None = None) -> Prepared:
     """Everything a transfer needs, checked before anything is copied; InputError if not.
@@ -225,7 +225,7 @@ def transfer_manifest(
     max_concurrency: int = 64,
     part_concurrency: int = 8,
     max_attempts: int = 5,
-    batch_files: int = 500,
+    batch_files: int = 2000,
     source_credentials: str | None = None,
     destination_credentials: str | None = None,
     transfer_name: str | None = None,

@@ -115,7 +115,7 @@ def _manifest_options(command: argparse.ArgumentParser) -> None:
         help="parts of one object copied at once (default 8)")
     add("--max-attempts", type=int, default=5, metavar="N",
         help="tries per S3 request on transient errors (default 5)")
-    add("--batch-files", type=int, default=500, metavar="N",
+    add("--batch-files", type=int, default=2000, metavar="N",
         help="files per Prefect task run (default 500)")
     add("--source-credentials", metavar="BLOCK",
         help="name of a prefect-aws AwsCredentials block for the source side")

@@ -65,7 +65,7 @@ class TransferConfig:
     part_copies: str = "auto"
     # The checksum S3 computes on every copy and s3flow records (None: ask for none).
     checksum_algorithm: str | None = "CRC32C"
-    batch_files: int = 500  # files per Prefect task run
+    batch_files: int = 2000  # files per Prefect task run (and per batch table artifact)
     batch_bytes: int = 16 * GiB  # and at most this many bytes (a larger object is alone)
     source: Endpoint = Endpoint()
     destination: Endpoint = Endpoint()
