@@ -12,8 +12,8 @@ in one group per event.
 
 `s3flow history URI` is then one indexed lookup (events with the URI's group as any
 resource) and a scan of those events' rows: a 64th of what was recorded in the
-object's folder. Events are sent when a group fills, at least every FLUSH_SECONDS,
-and when the transfer ends, so a file shows up within seconds.
+object's folder. Events are sent when a group fills, FLUSH_SECONDS after a row was
+buffered, and when the transfer ends, so a file shows up within seconds.
 
 Prefect keeps events for PREFECT_SERVER_EVENTS_RETENTION_PERIOD (7 days by default):
 an audit trail needs it raised on the server (see the README). `--scan-artifacts`
@@ -21,9 +21,10 @@ reads the per-file tables instead: complete as long as artifacts are kept, slowe
 """
 from __future__ import annotations
 
+import contextvars
 import json
+import logging
 import threading
-import time
 import uuid
 import zlib
 from dataclasses import replace
@@ -35,12 +36,14 @@ from prefect.runtime import flow_run
 
 from s3flow.record import FileResult
 
+log = logging.getLogger(__name__)
+
 EVENT_PREFIX = "s3flow.files."
 GROUP = "s3flow.objects."
 GROUPS = 64  # hash buckets of names per folder: a history scans 1/64 of the folder's rows
 ROWS_PER_EVENT = 100  # file rows in one event (~50 KB; Prefect takes events up to 1.5 MB)
 SOURCE_GROUPS_PER_EVENT = 90  # related resources: Prefect allows 100 per event
-FLUSH_SECONDS = 5.0  # buffered rows wait at most this long (from the previous send)
+FLUSH_SECONDS = 5.0  # a buffered row is sent within this long
 EVENTS_PER_REQUEST = 50
 
 MANUAL_CLI = "manual: s3flow transfer"
@@ -82,12 +85,14 @@ class History:
     """Buffers a run's file rows (FileResult.row()) into grouped events (see the module's
     docstring). Thread-safe: a transfer's batches finish on several threads."""
 
-    def __init__(self, run_id: str, send: Callable[[list[dict]], None] | None = None) -> None:
+    def __init__(self, run_id: str, send: Callable[[list[dict]], None] | None = None,
+                 flush_seconds: float = FLUSH_SECONDS) -> None:
         self.run_id = run_id
         self.send = send or post_events
+        self.flush_seconds = flush_seconds
         self._lock = threading.Lock()
         self._groups: dict[tuple[str, str], tuple[list[dict], set[str]]] = {}
-        self._sent = time.monotonic()
+        self._timer: threading.Timer | None = None  # sends what is buffered, once due
 
     def add(self, rows: list[dict]) -> None:
         ready: list[dict] = []
@@ -105,21 +110,38 @@ class History:
                 if len(grouped) >= ROWS_PER_EVENT:
                     ready.append(self._event(key, grouped, sources))
                     del self._groups[key]
-            if time.monotonic() - self._sent >= FLUSH_SECONDS:
-                ready.extend(self._drain())
+            if self._groups and self._timer is None:
+                # The run's context goes along: the timer's thread sends to the same API.
+                context = contextvars.copy_context()
+                self._timer = threading.Timer(self.flush_seconds, context.run, args=(self._due,))
+                self._timer.daemon = True
+                self._timer.start()
         if ready:
             self.send(ready)
 
     def close(self) -> None:
+        """Send everything buffered, now."""
         with self._lock:
             ready = self._drain()
         if ready:
             self.send(ready)
 
+    def _due(self) -> None:
+        with self._lock:
+            self._timer = None  # before the drain: rows added from here on start a new one
+            ready = self._drain()
+        try:
+            if ready:
+                self.send(ready)
+        except Exception as exc:  # the copies are done: a lost index entry is only logged
+            log.warning("history events of %d groups not recorded: %s", len(ready), exc)
+
     def _drain(self) -> list[dict]:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         events = [self._event(key, rows, sources) for key, (rows, sources) in self._groups.items()]
         self._groups.clear()
-        self._sent = time.monotonic()
         return events
 
     def _event(self, key: tuple[str, str], rows: list[dict], sources: set[str]) -> dict:

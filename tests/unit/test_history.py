@@ -2,6 +2,8 @@
 its status and destination group, within Prefect's limits."""
 from __future__ import annotations
 
+import threading
+
 from flows.history import GROUPS, History, ROWS_PER_EVENT, group_of
 from s3flow.record import COPIED, FAILED, FileResult
 
@@ -52,3 +54,15 @@ def test_groups_are_folders_and_name_buckets_and_versions_go_with_their_object()
     assert group_of("s3://b/a/c/name.txt").startswith("s3flow.objects.s3://b/a/c/#")
     assert group_of("s3://b/a/name.txt?versionId=3") == group_of("s3://b/a/name.txt")
     assert len({group_of(f"s3://b/a/{n}") for n in range(5000)}) == GROUPS
+
+
+def test_a_buffered_row_is_sent_within_the_flush_time_without_more_batches():
+    sent: list[dict] = []
+    done = threading.Event()
+    history = History("run-1", send=lambda events: (sent.extend(events), done.set()), flush_seconds=0.2)
+    history.add([copied("s3://src/a/x.bam", "s3://dst/a/x.bam").row()])  # one slow batch's only file
+    assert not sent  # buffered, in case more rows of its group come
+    assert done.wait(10)  # and sent on time though no batch followed
+    assert [row["destination"] for e in sent for row in e["payload"]["files"]] == ["s3://dst/a/x.bam"]
+    history.close()
+    assert len(sent) == 1  # nothing twice
