@@ -1,10 +1,9 @@
 """Peak memory of planning and running a 1,000,000-object transfer, on a synthetic store.
 
 The store lists N objects (1,000 a page, generated on the fly) and answers every
-CopyObject at once, so what is measured is s3flow's own memory: the real manifest
-parser, planner (streaming listing, destination index), batcher, copier (threaded
-path and request slots) and summary, with the flow's bounds (8 batches in flight,
-2 x 8 waiting, the first 10,000 results kept for the -files table).
+CopyObject at once, so what is measured is s3flow's own memory: the shipped transfer loop
+(s3flow.transfer: planner with its streaming listing and destination index,
+batcher, runner, copier, summary) with its bounds (8 batches in flight, 2 x 8 waiting).
 
     bench/memory.py [--objects 1000000] [--existing 0]
 
@@ -17,20 +16,15 @@ import argparse
 import resource
 import sys
 import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.transfer import BATCHES_IN_FLIGHT, FILES_TABLE_ROWS  # noqa: E402
 from s3flow.config import TransferConfig  # noqa: E402
-from s3flow.copy import Copier  # noqa: E402
 from s3flow.manifest import parse  # noqa: E402
-from s3flow.plan import Batcher, Planner  # noqa: E402
-from s3flow.record import FileResult, ObjectRef  # noqa: E402
-from s3flow.report import Summary  # noqa: E402
+from s3flow.record import ObjectRef  # noqa: E402
 from s3flow.storage import ObjectInfo, Written  # noqa: E402
+from s3flow.transfer import Transfer  # noqa: E402
 
 ETAG = "9e107d9d372bb6826bd81d3542a419d6"
 
@@ -73,26 +67,8 @@ def main() -> int:
     config = TransferConfig(max_concurrency=64)
     rows = parse("source,destination\ns3://src/run-42/,s3://dst/run-42/\n")
     start_rss, started = peak_mib(), time.monotonic()
-    summary, kept, waiting = Summary(), [], deque()
-
-    def collect(keep: int) -> None:
-        while len(waiting) > keep or (waiting and waiting[0].done()):
-            results = waiting.popleft().result()
-            summary.add(results)
-            kept.extend(results[:max(0, FILES_TABLE_ROWS - len(kept))])
-
-    with Copier(config, store, store) as copier, ThreadPoolExecutor(BATCHES_IN_FLIGHT) as batches:
-        batcher = Batcher(config)
-        for planned in Planner(config, store, store).plan(rows):
-            if isinstance(planned, FileResult):
-                summary.add([planned])
-                continue
-            for batch in batcher.add(planned):
-                waiting.append(batches.submit(copier.run, batch))
-                collect(keep=2 * BATCHES_IN_FLIGHT)
-        for batch in batcher.flush():
-            waiting.append(batches.submit(copier.run, batch))
-        collect(keep=0)
+    transfer = Transfer("synthetic", config, rows, store, store, {})
+    summary = transfer.run().summary  # the shipped loop: planner, batcher, runner, copier
     seconds = time.monotonic() - started
     print(f"{summary.files:,} files ({summary.copied:,} copied, {summary.skipped:,} skipped, "
           f"{store.copies:,} CopyObject) in {seconds:.0f} s; peak RSS {peak_mib():.0f} MiB "

@@ -43,7 +43,8 @@ GROUP = "s3flow.objects."
 GROUPS = 64  # hash buckets of names per folder: a history scans 1/64 of the folder's rows
 ROWS_PER_EVENT = 100  # file rows in one event (~50 KB; Prefect takes events up to 1.5 MB)
 SOURCE_GROUPS_PER_EVENT = 90  # related resources: Prefect allows 100 per event
-FLUSH_SECONDS = 5.0  # a buffered row is sent within this long
+FLUSH_SECONDS = 1.0  # a buffered row is sent within this long
+KEEP_UNSENT = 20_000  # events kept for the next try while the API is away (2 million rows)
 EVENTS_PER_REQUEST = 50
 
 MANUAL_CLI = "manual: s3flow transfer"
@@ -93,6 +94,7 @@ class History:
         self._lock = threading.Lock()
         self._groups: dict[tuple[str, str], tuple[list[dict], set[str]]] = {}
         self._timer: threading.Timer | None = None  # sends what is buffered, once due
+        self._unsent: list[dict] = []  # events a send failed on: sent first next time
 
     def add(self, rows: list[dict]) -> None:
         ready: list[dict] = []
@@ -117,24 +119,37 @@ class History:
                 self._timer.daemon = True
                 self._timer.start()
         if ready:
-            self.send(ready)
+            self._send(ready)
 
     def close(self) -> None:
-        """Send everything buffered, now."""
+        """Send everything buffered, now; raises if the API refused (kept for a next try)."""
         with self._lock:
-            ready = self._drain()
+            ready = self._unsent + self._drain()
+            self._unsent = []
         if ready:
-            self.send(ready)
+            self._send(ready)
+
+    flush = close
+
+    def _send(self, events: list[dict]) -> None:
+        try:
+            self.send(events)
+        except Exception:
+            with self._lock:  # kept, oldest first, for the next flush
+                self._unsent = (events + self._unsent)[:KEEP_UNSENT]
+            raise
 
     def _due(self) -> None:
         with self._lock:
             self._timer = None  # before the drain: rows added from here on start a new one
-            ready = self._drain()
+            ready = self._unsent + self._drain()
+            self._unsent = []
         try:
             if ready:
-                self.send(ready)
-        except Exception as exc:  # the copies are done: a lost index entry is only logged
-            log.warning("history events of %d groups not recorded: %s", len(ready), exc)
+                self._send(ready)
+        except Exception as exc:  # kept for the next flush
+            log.warning("history events of %d groups not recorded yet (kept for the next try): %s",
+                        len(ready), exc)
 
     def _drain(self) -> list[dict]:
         if self._timer is not None:

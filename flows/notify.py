@@ -51,6 +51,17 @@ def ui_link(run_id) -> str:
     return f"{base}/runs/flow-run/{run_id}" if base and run_id else str(run_id or "")
 
 
+def run_path(run_id=None) -> str:
+    """The UI path of a flow run (this one by default), relative to the UI's root: links in
+    artifacts stay valid on whichever server the user browses (`make ui`, another port)."""
+    return f"/runs/flow-run/{run_id or flow_run.id}"
+
+
+def artifact_path(artifact_id) -> str:
+    """The UI path of an artifact, relative to the UI's root (see run_path)."""
+    return f"/artifacts/artifact/{artifact_id}"
+
+
 def artifact_link(artifact_id) -> str:
     """The UI page of an artifact (Prefect's url_for has no artifact pages), or ""."""
     base = ui_base()

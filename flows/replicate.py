@@ -17,15 +17,15 @@ from prefect.runtime import flow_run
 from prefect.states import Failed
 
 from blocks.credentials import endpoint_from_block
-from flows.history import record_events, run_trigger, stamped
+from flows.history import History, run_trigger, stamped
+from flows.live import Recorder
 from flows.notify import notify_failure, run_link
-from flows.status import BATCH_MARK
 from flows.transfer import CONCURRENCY_LIMIT, _slug, ensure_concurrency_limit
-from s3flow.config import MiB, TransferConfig
+from s3flow.config import TransferConfig
 from s3flow.errors import InputError
+from s3flow.options import config_from, default
 from s3flow.record import FileResult
 from s3flow.replicate import Outcome, check_request, replicate
-from s3flow.storage import Storage
 
 RETRIES, BACKOFF_BASE = 3, 2.0  # per copy: 3 retries, full-jitter backoff from 2 s
 
@@ -48,18 +48,15 @@ def destinations_list(value: list[str] | str) -> list[str]:
 def copy_to_destinations(config: TransferConfig, source_bucket: str, source_key: str,
                          destination_buckets: list[str], destination_key: str | None,
                          trigger: str = "") -> list[FileResult]:
-    source = Storage(config.source, config.max_concurrency)
-    destination = source if config.destination == config.source else Storage(
-        config.destination, config.max_concurrency)
-    results = stamped(replicate(config, source, destination, source_bucket, source_key,
-                                destination_buckets, destination_key), trigger)
-    create_table_artifact(table=[r.row() for r in results],
-                          description=f"{BATCH_MARK}: replicate s3://{source_bucket}/{source_key}")
+    """The replication on the engine's one transfer loop; each copy's result is recorded
+    (file-result table, history events) the moment it is decided."""
+    recorder = Recorder(History(str(flow_run.id or "")), trigger, None, None)
     try:
-        record_events(results)
-    except Exception as exc:  # the copies are done; the history index entry is lost, not the copies
-        get_run_logger().warning("history events not recorded: %s", exc)
-    return results
+        results = replicate(config, source_bucket, source_key, destination_buckets, destination_key,
+                            on_result=recorder.add)
+    finally:
+        recorder.close()
+    return stamped(results, trigger)
 
 
 @flow(name="replicate-object")
@@ -73,9 +70,10 @@ def replicate_object(
     destination_credentials: str | None = None,
     notification_block: str | None = None,
     concurrency_limit: str = CONCURRENCY_LIMIT,
-    multipart_threshold_mib: int = 256,
-    part_size_mib: int = 64,
-    checksum_algorithm: str | None = "CRC32C",
+    multipart_threshold_mib: int = default("multipart_threshold_mib"),
+    part_size_mib: int = default("part_size_mib"),
+    checksum_algorithm: str | None = default("checksum_algorithm"),
+    requester_pays: bool = default("requester_pays"),
 ):
     """Copy s3://source_bucket/source_key into every destination bucket, in parallel.
 
@@ -95,6 +93,7 @@ def replicate_object(
         multipart_threshold_mib: Objects larger than this are copied in parts.
         part_size_mib: Part size of multipart copies.
         checksum_algorithm: Checksum S3 computes on each copy, recorded ("none": none).
+        requester_pays: The source bucket is requester-pays: this replication pays for its reads.
     """
     logger = get_run_logger()
     destinations = destinations_list(destination_buckets)
@@ -102,13 +101,11 @@ def replicate_object(
     key = replication_key(source_bucket or "none", source_key or "none")
     try:
         check_request(source_bucket, source_key, destinations, destination_key)
-        config = TransferConfig(
-            max_concurrency=max_concurrency, max_attempts=RETRIES + 1, backoff_base=BACKOFF_BASE,
-            multipart_threshold=multipart_threshold_mib * MiB, part_size=part_size_mib * MiB,
-            checksum_algorithm=None if (checksum_algorithm or "none").lower() == "none"
-            else checksum_algorithm.upper(),
-            source=endpoint_from_block(source_credentials),
-            destination=endpoint_from_block(destination_credentials))
+        config = config_from(dict(
+            max_concurrency=max_concurrency, max_attempts=RETRIES + 1, multipart_threshold_mib=multipart_threshold_mib,
+            part_size_mib=part_size_mib, checksum_algorithm=checksum_algorithm, requester_pays=requester_pays,
+            source_credentials=source_credentials, destination_credentials=destination_credentials),
+            endpoint_from_block, backoff_base=BACKOFF_BASE)
     except InputError as exc:
         message = f"invalid replication request: {exc.describe()}"
         unsent = notify_failure(notification_block, f"replicate-object: invalid request for {source}"[:80],

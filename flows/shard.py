@@ -36,14 +36,13 @@ from prefect.states import Cancelling, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.history import run_trigger
-from flows.notify import notify_failure, run_link, ui_link
-from flows.transfer import (
-    BATCHES_IN_FLIGHT, CONCURRENCY_LIMIT, Prepared, _md_link, _transfer, prepare,
-)
+from flows.notify import notify_failure, run_link, run_path, ui_link
+from flows.transfer import BATCHES_IN_FLIGHT, CONCURRENCY_LIMIT, open_transfer, run_transfer
 from s3flow.manifest import ManifestRow
 from s3flow.record import ObjectRef
 from s3flow.report import TOP_FAILURES, Summary
 from s3flow.retry import Retrier
+from s3flow.transfer import Transfer
 
 WAIT_EVERY = 2.0  # seconds between looks at the shards' states
 
@@ -52,7 +51,7 @@ def shard_base(parent_base: str, number: int) -> str:
     return f"{parent_base}-shard-{number:04d}"
 
 
-def shards_of(job: Prepared, shard_files: int) -> Iterator[list[dict]]:
+def shards_of(job: Transfer, shard_files: int) -> Iterator[list[dict]]:
     """The job's rows cut into shards of about `shard_files` files, as run parameters;
     listings stream, so only the current shard's rows are held."""
     retrier = Retrier(job.config)
@@ -104,10 +103,10 @@ def transfer_shard(manifest: str, rows: list[dict], number: int, parent_base: st
     """One shard of a transfer (see flows/shard.py): its rows and key ranges, copied as
     transfer-manifest copies, with its own per-file records."""
     started = time.time()
-    job = prepare(manifest, rows=[_row(params) for params in rows], **options)
-    return _transfer(job, manifest, shard_base(parent_base, number), started,
-                     concurrency_limit=concurrency_limit, prices=None, notification_block=None,
-                     trigger=trigger, counts_key=f"{shard_base(parent_base, number)}-counts")
+    job = open_transfer(manifest, options, rows=[_row(params) for params in rows])
+    return run_transfer(job, shard_base(parent_base, number), started,
+                        concurrency_limit=concurrency_limit, prices=None, notification_block=None,
+                        trigger=trigger, counts_key=f"{shard_base(parent_base, number)}-counts")
 
 
 def transfer_in_shards(shards: Iterator[list[dict]], manifest: str, base: str, options: dict,
@@ -145,9 +144,9 @@ def transfer_in_shards(shards: Iterator[list[dict]], manifest: str, base: str, o
         key=f"{base}-summary", description=f"Summary of {manifest} ({len(table)} shards)",
         markdown=summary.markdown(f"Transfer {manifest} in {len(table)} shards", {
             "Shards (each with its per-file table)": f"artifact `{base}-shards`",
-            "Flow run": _md_link(flow_run.id, run_link())}))
+            "Flow run": f"[{flow_run.id}]({run_path()})"}))
     logger.info("%d shards: %s", len(table), summary.headline())
-    result = summary.to_json()
+    result = {**summary.to_json(), "flow_run_id": str(flow_run.id or "")}
     if summary.failed or broken:
         what = [f"{summary.failed} of {summary.files} files failed"] if summary.failed else []
         what += [f"{', '.join(broken)} did not finish"] if broken else []
@@ -191,11 +190,12 @@ def _counts(run_id, key: str) -> dict | None:
     rows = json.loads(data) if isinstance(data, str) else data
     row = rows[0]
     return {**row, "failures": json.loads(row.get("failures") or "[]"),
-            "error_codes": json.loads(row.get("error_codes") or "{}")}
+            "error_codes": json.loads(row.get("error_codes") or "{}"),
+            "causes": json.loads(row.get("causes") or "[]")}
 
 
 def _failure_body(summary: Summary, manifest: str, base: str, message: str) -> str:
-    lines = [message, "", f"Manifest: {manifest}", "",
-             *(f"  - {f.source} -> {f.destination}: {f.error}" for f in summary.failures[:TOP_FAILURES]),
+    lines = [message, "", f"Manifest: {manifest}", "", "Failed files, by cause:",
+             *(f"  - {line}" for line in summary.cause_lines(TOP_FAILURES)),
              "", f"Flow run: {flow_run.id}", f"Link: {run_link()}", f"Shards: artifact {base}-shards"]
     return "\n".join(lines)

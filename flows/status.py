@@ -1,23 +1,26 @@
 """A transfer's file-wise status, read back from Prefect's records of its run.
 
-Every copy-batch task run records its files as a table artifact (and the flow
-records the files it settled while planning), so the status is known while a
-transfer runs; once it has ended, the run's final per-file table is read.
+A run records each file's result within seconds of its being decided, as pages of a
+few hundred rows ("s3flow file results" table artifacts, flows/live.py), so the
+status is complete while a transfer runs, after it ended, and after its process died
+(up to the last second of results), for transfers of any size. The run's final
+`-files` table is for the UI (its first rows, failures first) and is never read here.
 """
 from __future__ import annotations
 
 import json
-from collections import Counter
 from datetime import datetime, timezone
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
+from prefect.client.schemas.sorting import ArtifactSort
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL
 
 from s3flow.errors import InputError
-from s3flow.record import COPIED, STATUSES
+from s3flow.record import FileResult
+from s3flow.report import Summary
 
 BATCH_MARK = "s3flow file results"  # the description of a per-batch table artifact
 PAGE = 200  # the API's page size for artifacts
@@ -34,11 +37,12 @@ def transfer_status(run_id: str) -> dict:
         except ObjectNotFound:
             raise InputError(f"no flow run {run_id} on the Prefect API at {PREFECT_API_URL.value()}") from None
         tables = _tables(client, uid)
-    final = [t for t in tables if t.key and t.key.endswith("-files")]
-    rows = (_rows(final[0]) if final else
-            [row for t in tables if (t.description or "").startswith(BATCH_MARK) for row in _rows(t)])
-    counts = Counter(row["status"] for row in rows)
-    copied = sum(row["size"] or 0 for row in rows if row["status"] == COPIED)
+    rows = [row for t in tables if (t.description or "").startswith(BATCH_MARK) for row in _rows(t)]
+    final = bool(run.state and run.state.is_final())
+    summary = Summary()  # the one summary every view reads
+    summary.add(FileResult.from_row(row) for row in rows)
+    counts = summary.counts()
+    copied = summary.bytes_copied
     started = run.start_time or run.expected_start_time
     ended = run.end_time or datetime.now(timezone.utc)
     seconds = (ended - started).total_seconds() if started else 0.0
@@ -46,23 +50,26 @@ def transfer_status(run_id: str) -> dict:
         "flow_run_id": str(run.id), "flow_run_name": run.name,
         "state": run.state.type.value if run.state else "UNKNOWN",
         "state_message": run.state.message if run.state else "",
-        "complete": bool(final), "files": len(rows),
-        "counts": {status: counts.get(status, 0) for status in STATUSES if counts.get(status)},
+        "complete": final, "files": len(rows),
+        "counts": counts, "causes": summary.to_json()["causes"],
         "bytes_copied": copied, "seconds": round(seconds, 1),
         "bytes_per_second": round(copied / seconds) if seconds > 0 else 0, "rows": rows,
     }
 
 
 def _tables(client, run_id: UUID) -> list:
-    found, offset = [], 0
+    """The run's table artifacts, oldest first. Pages are read newest first, so pages
+    written meanwhile shift the offsets: an artifact seen twice is kept once."""
+    found: dict = {}
+    offset = 0
     while True:
         page = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]),
                                            type=ArtifactFilterType(any_=["table"])),
-            limit=PAGE, offset=offset)
-        found.extend(page)
+            sort=ArtifactSort.CREATED_DESC, limit=PAGE, offset=offset)
+        found.update((artifact.id, artifact) for artifact in page)
         if len(page) < PAGE:
-            return sorted(found, key=lambda a: a.created, reverse=True)
+            return sorted(found.values(), key=lambda a: a.created)
         offset += PAGE
 
 

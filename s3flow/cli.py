@@ -31,26 +31,17 @@ def parser() -> argparse.ArgumentParser:
         "transfer", help="copy what a manifest lists",
         description="Run the transfer-manifest flow in this process against the configured "
                     "Prefect API (PREFECT_API_URL; a temporary local one if unset).")
-    _manifest_options(transfer)
-    transfer.add_argument("--dry-run", action="store_true",
-                          help="only plan (as `s3flow plan`), recorded as the run's plan artifact")
-    transfer.add_argument("--name", dest="transfer_name", metavar="NAME",
-                          help="name of the transfer (artifact keys); default: from the manifest")
-    transfer.add_argument("--shard-files", type=int, default=0, metavar="N",
-                          help="split a transfer of more than N files into shards of about N, each "
-                               "a run of --shard-deployment on its work pool (default 0: never)")
-    transfer.add_argument("--shard-deployment", default="transfer-shard/shards", metavar="NAME",
-                          help="the deployment that runs shards (default transfer-shard/shards)")
+    _manifest_options(transfer, "transfer")
     plan = commands.add_parser(
         "plan", help="what a transfer would copy, skip and delete, and its request cost",
         description="List and HEAD only; nothing is copied or deleted, no Prefect run is made.")
-    _manifest_options(plan)
+    _manifest_options(plan, "plan")
     verify = commands.add_parser(
         "verify", help="compare sources and destinations without copying (exit 1 on differences)",
         description="Every object the manifest names is compared with its destination by the sync "
                     "rule (size, ETag, modification time); nothing is copied or deleted. With "
                     "--delete, destination objects the source lacks count as differences too.")
-    _manifest_options(verify)
+    _manifest_options(verify, "verify")
     status = commands.add_parser(
         "status", help="a transfer's file-wise status, while it runs or after",
         description="Read from the Prefect API (PREFECT_API_URL) what a transfer-manifest run did "
@@ -95,57 +86,13 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def _manifest_options(command: argparse.ArgumentParser) -> None:
-    """The options of every command that reads a manifest (flow parameters of the same names)."""
-    add = command.add_argument
-    add("manifest", help="local path or s3://bucket/key of a CSV of source,destination[,version_id] rows")
-    add("--json", action="store_true", help="print one JSON object on stdout")
-    add("--delete", action="store_true",
-        help="prefix rows: delete destination objects the source no longer has")
-    add("--header", dest="header", action="store_true", default=None,
-        help="the first row is a header (default: detected)")
-    add("--no-header", dest="header", action="store_false", help="the first row is data")
-    add("--multipart-threshold-mib", type=int, default=256, metavar="N",
-        help="copy objects larger than this in parts (default 256)")
-    add("--part-size-mib", type=int, default=64, metavar="N",
-        help="part size of multipart copies (default 64; grown to fit 10,000 parts)")
-    add("--concurrency", type=int, default=64, metavar="N", dest="max_concurrency",
-        help="S3 requests in flight for this transfer (default 64)")
-    add("--part-concurrency", type=int, default=8, metavar="N",
-        help="parts of one object copied at once (default 8)")
-    add("--max-attempts", type=int, default=5, metavar="N",
-        help="tries per S3 request on transient errors (default 5)")
-    add("--batch-files", type=int, default=2000, metavar="N",
-        help="files per Prefect task run (default 500)")
-    add("--source-credentials", metavar="BLOCK",
-        help="name of a prefect-aws AwsCredentials block for the source side")
-    add("--destination-credentials", metavar="BLOCK",
-        help="name of a prefect-aws AwsCredentials block for the destination side")
-    add("--include", metavar="GLOB", dest="filters", action="append", type=lambda p: f"include:{p}",
-        help="prefix rows: include keys (below the prefix) matching GLOB; repeatable")
-    add("--exclude", metavar="GLOB", dest="filters", action="append", type=lambda p: f"exclude:{p}",
-        help="prefix rows: exclude keys matching GLOB; filters apply in order, the last match wins")
-    add("--storage-class", metavar="CLASS",
-        help="destination storage class (default: the source's; archive classes become STANDARD)")
-    add("--sse", choices=["AES256", "aws:kms", "aws:kms:dsse"],
-        help="destination encryption (default: the destination bucket's default)")
-    add("--sse-kms-key-id", metavar="KEY", help="KMS key id or ARN for --sse aws:kms")
-    add("--acl", metavar="CANNED", help="canned ACL for the destination objects")
-    add("--bucket-owner-full-control", action="store_true",
-        help="cross-account copies: give the destination bucket's owner full control")
-    add("--requester-pays", action="store_true",
-        help="the source bucket is requester-pays: this transfer pays for its reads")
-    add("--ignore-source-layout", dest="keep_source_layout", action="store_false",
-        help="cut large objects in our parts even where the source's layout could be copied "
-             "(ETags then differ; copies are verified by content)")
-    add("--part-copies", choices=["auto", "always"], default="auto",
-        help="multipart sources up to 5 GiB: auto (default) copies them in parts on AWS, and with "
-             "one CopyObject on other stores where that keeps the ETag; always: in parts")
-    add("--checksum", dest="checksum_algorithm", default="CRC32C", metavar="ALGORITHM",
-        help="checksum S3 computes on each copy, recorded per file: CRC32C (default), CRC32, "
-             "CRC64NVME, SHA1, SHA256, or none for stores that reject the header")
-    add("--prices", metavar="FILE.json",
-        help="request prices for the plan's cost estimate (default: S3 Standard, us-east-1)")
+def _manifest_options(command: argparse.ArgumentParser, name: str) -> None:
+    """The options of a command that reads a manifest: s3flow/options.py, the same table
+    the flow's parameters come from; each command shows only those it uses."""
+    from s3flow import options
+
+    options.add_to(command, name)
+    command.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,43 +113,53 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-def _engine_options(args: argparse.Namespace) -> dict:
+def _values(args: argparse.Namespace) -> dict:
+    """The option values the command was given (s3flow/options.py's names)."""
+    from s3flow import options
     from s3flow.errors import InputError
 
-    skip = ("command", "json", "prices", "transfer_name", "dry_run", "bucket_owner_full_control",
-            "shard_files", "shard_deployment")
-    options = {name: value for name, value in vars(args).items() if name not in skip}
-    if args.bucket_owner_full_control:
+    values = {name: value for name, value in vars(args).items() if name in options.BY_NAME}
+    if getattr(args, "bucket_owner_full_control", False):
         if args.acl not in (None, "bucket-owner-full-control"):
             raise InputError("--bucket-owner-full-control and --acl both set the ACL: give one")
-        options["acl"] = "bucket-owner-full-control"
-    return options
+        values["acl"] = "bucket-owner-full-control"
+    return values
+
+
+def _open(args: argparse.Namespace, values: dict):
+    """The checked transfer; bad input stops here, before anything is copied."""
+    from s3flow import options
+    from s3flow.transfer import Transfer
+
+    blocks = values.get("source_credentials") or values.get("destination_credentials")
+    config = options.config_from(values, _endpoint_from_block if blocks else None)
+    return Transfer.open(args.manifest, config, header=values.get("header"))
+
+
+def _endpoint_from_block(name: str | None):
+    from blocks.credentials import endpoint_from_block  # Prefect: only when a block is named
+
+    return endpoint_from_block(name)
 
 
 def plan(args: argparse.Namespace) -> int:
-    from flows.transfer import prepare
     from s3flow import estimate
 
     prices = estimate.load_prices(args.prices)
-    job = prepare(**_engine_options(args))
-    result = estimate.dry_run(job.config, job.source, job.destination, job.rows,
-                              job.missing_buckets, prices).to_json()
+    result = estimate.dry_run(_open(args, _values(args)), prices).to_json()
     print(json.dumps(result) if args.json else estimate.text(result))
     return EXIT_FAILED if result["failed"]["objects"] else EXIT_OK
 
 
 def verify(args: argparse.Namespace) -> int:
-    from flows.transfer import prepare
     from s3flow import estimate
     from s3flow.record import SKIPPED
 
-    job = prepare(**_engine_options(args))
     differences = []
-    checked = estimate.dry_run(job.config, job.source, job.destination, job.rows, job.missing_buckets,
-                               estimate.load_prices(None), on_results=lambda results: differences.extend(
-                                   r for r in results if r.status != SKIPPED))
+    checked = estimate.dry_run(_open(args, _values(args)), estimate.load_prices(None),
+                               on_result=lambda result: result.status != SKIPPED and differences.append(result))
     files = checked.copy.objects + checked.skip.objects + checked.delete.objects + checked.fail.objects
-    found = [{"source": r.source, "destination": r.destination, "status": r.status,
+    found = [{"source": r.source, "destination": r.destination, "status": str(r.status),
               "why": r.error or _reason(r.detail)} for r in differences]
     if args.json:
         print(json.dumps({"files": files, "identical": checked.skip.objects,
@@ -233,10 +190,19 @@ def status(args: argparse.Namespace) -> int:
     print(f"files      {found['files']:,}: {counts}")
     print(f"copied     {human_bytes(found['bytes_copied'])} in {found['seconds']:.1f} s "
           f"({found['bytes_per_second'] / 1e6:.1f} MB/s)")
-    for row in found["rows"]:
-        if args.all or row["status"] == "failed":
+    if args.all:
+        for row in found["rows"]:
             print(f"{row['status'].upper():<9}{row['source'] or '-'} -> {row['destination']}"
                   + (f": {row['error']}" if row["error"] else ""))
+        return EXIT_OK
+    for cause in found["causes"]:  # failures grouped by cause; --all lists every file
+        example = cause["example"] or {}
+        if cause["files"] == 1:
+            print(f"FAILED   {example.get('source') or '-'} -> {example.get('destination')}: "
+                  f"{cause['error_code']}: {cause['message']}")
+        else:
+            print(f"FAILED   {cause['files']:,} files: {cause['error_code']}: {cause['message']} "
+                  f"(e.g. {example.get('source') or '-'} -> {example.get('destination')}; --all lists them)")
     return EXIT_OK
 
 
@@ -309,16 +275,15 @@ def _reason(detail: str) -> str:
 
 
 def transfer(args: argparse.Namespace) -> int:
-    from flows.transfer import artifact_base, prepare, transfer_manifest
+    from flows.transfer import artifact_base, hand_over, open_transfer, transfer_manifest
     from s3flow import estimate
     from s3flow.errors import InputError
 
-    prices = estimate.load_prices(args.prices) if args.dry_run else None
-    prepare(**_engine_options(args))  # bad input stops here, before any flow run exists
-    params = {**_engine_options(args), "transfer_name": args.transfer_name,
-              "dry_run": args.dry_run, "prices": prices, "shard_files": args.shard_files,
-              "shard_deployment": args.shard_deployment}
-    state = transfer_manifest(**params, return_state=True)
+    values = _values(args)
+    values["prices"] = estimate.load_prices(args.prices) if args.dry_run else None
+    # Bad input stops here, before any flow run exists; the run uses this very transfer.
+    hand_over(open_transfer(args.manifest, values, header=values.get("header")), values.get("header"), values)
+    state = transfer_manifest(**values, return_state=True)
     try:
         result = state.result(raise_on_failure=False)
     except Exception as exc:  # e.g. cancelled just as it finished: the run has no result
@@ -348,7 +313,7 @@ def _print_summary(result: dict, state, base: str) -> None:
     from s3flow.report import text
 
     print(text(result))
-    run_id = state.state_details.flow_run_id
+    run_id = result.get("flow_run_id") or state.state_details.flow_run_id
     link = url_for("flow-run", obj_id=run_id)
     print(f"\nflow run   {run_id}" + (f"  {link}" if link else ""))
     print(f"artifacts  {base}-files (per file), {base}-summary, {base}-progress")

@@ -36,10 +36,8 @@ from typing import Callable, Iterable
 from .config import MAX_SINGLE_COPY, TransferConfig
 from .layout import etag_parts, planned_parts, ranges, single_copy, source_part_size
 from .errors import THROTTLE_CODES, S3Error
-from .plan import CopyItem, DeleteItem, decide
-from .record import (
-    CANCELLED, COPIED, DELETED, FAILED, SKIPPED, WOULD_COPY, WOULD_DELETE, FileResult, ObjectRef,
-)
+from .plan import CopyItem, DeleteItem
+from .record import CANCELLED, COPIED, DELETED, FAILED, FileResult, ObjectRef, Status
 from .retry import Attempts, Retrier
 from .storage import ARCHIVE_CLASSES, DELETE_BATCH, ObjectInfo, Storage, Written
 
@@ -132,6 +130,7 @@ class Copier:
         self._parts_keep_etag: bool | None = None
         self._probe = threading.Lock()  # held by the first part copy until its ETag is known
         self._probed = threading.Event()
+        self.on_bytes: Callable[[int], None] | None = None  # told of bytes written, part by part
         self._files = ThreadPoolExecutor(config.max_concurrency, thread_name_prefix="s3flow-file")
         self._parts = ThreadPoolExecutor(config.max_concurrency, thread_name_prefix="s3flow-part")
 
@@ -158,19 +157,23 @@ class Copier:
         self.close()
 
     def run(self, batch: Iterable[CopyItem | DeleteItem]) -> list[FileResult]:
-        """Copy (or delete) every item of a batch; one result per file, in batch order."""
+        """Copy (or delete) every item of a batch and wait; one result per file, copies
+        first, in batch order. The transfer's runner uses `submit` instead."""
         batch = list(batch)
-        copies = [self._start(item) for item in batch if isinstance(item, CopyItem)]
+        copies = [self.submit(item) for item in batch if isinstance(item, CopyItem)]
         deletes = self.delete([item for item in batch if isinstance(item, DeleteItem)])
         return [future.result() for future in copies] + deletes
 
-    def _start(self, item: CopyItem) -> Future:
-        """A file's result to come: through the copy lane if it can take it, else a thread."""
+    def submit(self, item: CopyItem, prepare: Callable[[Attempts], CopyItem | FileResult] | None = None
+               ) -> Future:
+        """A file's result to come: through the copy lane if it can take it, else a thread.
+        `prepare`, if given, runs first on the file's thread (the plan's HEADs of an object
+        row) and gives the item to copy, or the file's result (a skip)."""
         source = item.source
-        if (self.destination.copy_lane is None or source is None or item.check_destination
-                or self.config.dry_run or source.size > LANE_MAX_SIZE or source.needs_restore
+        if (prepare is not None or self.destination.copy_lane is None or source is None
+                or source.size > LANE_MAX_SIZE or source.needs_restore
                 or not single_copy(self.config, source.size, source.etag) or self.cancelled):
-            return self._files.submit(self.copy, item)
+            return self._files.submit(self._prepared_copy, item, prepare)
         result: Future = Future()
         with self._lane_lock:
             self._lane_queue.append((item, result))
@@ -212,13 +215,16 @@ class Copier:
             result.set_result(FileResult(
                 item.source_ref.uri, item.destination.uri, COPIED, size=item.source.size, attempts=1,
                 started=started, ended=time.time(), detail="CopyObject; ETag matches the source",
-                etag=item.source.etag, line=item.line, parts=1, checksum=written.checksum))
+                etag=item.source.etag, line=item.line, parts=1, checksum=written.checksum, requests=1))
             self.slots.succeeded()
+            if self.on_bytes is not None:
+                self.on_bytes(item.source.size)
         elif isinstance(error, S3Error) and not error.transient and error.code not in LANE_SUSPECT_CODES:
             result.set_result(FileResult(  # S3's final word (AccessDenied, NoSuchKey...): no retry
                 item.source_ref.uri, item.destination.uri, FAILED, size=item.source.size, attempts=1,
-                started=started, ended=time.time(), error=f"{error.code}: {error.message or error.describe()}",
-                etag=item.source.etag, line=item.line))
+                started=started, ended=time.time(), error_code=error.code,
+                error_message=error.message or error.describe(), etag=item.source.etag, line=item.line,
+                requests=1))
         else:
             if isinstance(error, S3Error) and error.code in THROTTLE_CODES:
                 self.slots.slow_down()
@@ -229,14 +235,20 @@ class Copier:
         """The threaded path takes the file from the lane: a retry of the lane's failed
         try, or (after a 200 with another ETag) the check of the copy the lane made."""
         attempts = Attempts()
-        attempts.count = 0 if sent is None else 1
+        attempts.requests = 0 if sent is None else 1
+        if sent is not None and sent.exception() is not None:
+            attempts.retries = 1  # the lane's try failed: the threaded path's first try is the second
         copied = sent.result() if sent is not None and sent.exception() is None else None
         try:
-            done = self._files.submit(self.copy, item, attempts, started, copied)
+            done = self._files.submit(self._isolated, item, attempts, started, copied)
         except RuntimeError as exc:  # the pool is shut down: the run is over
             result.set_exception(exc)
             return
         done.add_done_callback(lambda done: _pass_on(done, result))
+
+    def request(self, attempts: Attempts, request: Callable, *args):
+        """One S3 request under this transfer's slots and retries (the plan's HEADs use it)."""
+        return self._request(attempts, request, *args)
 
     def _request(self, attempts: Attempts, request: Callable, *args):
         """One S3 request, retried on transient errors, holding a request slot per try."""
@@ -253,50 +265,68 @@ class Copier:
 
         return self.retrier.call(slotted, *args, attempts=attempts)
 
+    def _prepared_copy(self, item: CopyItem, prepare: Callable[[Attempts], CopyItem | FileResult] | None
+                       ) -> FileResult:
+        started, attempts = time.time(), Attempts()
+        if prepare is not None:
+            try:
+                self._go()
+                prepared = prepare(attempts)
+            except S3Error as exc:
+                return _result(item, item.source, attempts, started, _status_of(exc), exc.code,
+                               exc.message or exc.describe())
+            except Exception as exc:  # noqa: BLE001 - one file's surprise is that file's result
+                return _unexpected(item, exc, started)
+            if isinstance(prepared, FileResult):
+                return prepared
+            item = prepared
+        return self._isolated(item, attempts, started)
+
+    def _isolated(self, item: CopyItem, attempts: Attempts | None = None, started: float | None = None,
+                  copied: Written | None = None) -> FileResult:
+        """copy(), where an unexpected exception fails this file alone, named in its error."""
+        try:
+            return self.copy(item, attempts, started, copied)
+        except Exception as exc:  # noqa: BLE001 - never the neighbours' result
+            log.exception("unexpected error copying %s", item.source_ref)
+            return _unexpected(item, exc, started or time.time())
+
+    def planned_parts(self, source: ObjectInfo) -> int:
+        """How many requests would write this source's copy (1: one CopyObject), as far
+        as this transfer knows how the store keeps ETags: what a dry run reports."""
+        return 1 if self._single_instead(source) else planned_parts(self.config, source.size, source.etag)
+
     def copy(self, item: CopyItem, attempts: Attempts | None = None, started: float | None = None,
              copied: Written | None = None) -> FileResult:
         """Copy one file, retrying each request. `attempts` and `started` carry on from
         the copy lane's try; `copied` is S3's answer to a CopyObject the lane made, so
-        only its check is left."""
+        only its check is left. S3's errors are the file's result; anything else raises
+        (the caller's `_isolated` makes it this file's failure)."""
         attempts, started = attempts or Attempts(), started or time.time()
-        source, detail = item.source, ""
-
-        def result(status: str, error: str = "", detail: str = "", parts: int = 0,
-                   checksum: str = "") -> FileResult:
-            return FileResult(
-                item.source_ref.uri, item.destination.uri, status,
-                size=source.size if source else None, attempts=attempts.count, started=started,
-                ended=time.time(), error=error, detail=detail,
-                etag=source.etag if source else "", line=item.line, parts=parts, checksum=checksum)
-
+        source = item.source
         probing = False
         try:
             if copied is None:
                 self._go()
             source = self._current_source(item, attempts)
             if source.needs_restore:
-                return result(FAILED, f"InvalidObjectState: the source is in {source.storage_class}: "
-                                      "restore it (RestoreObject) before copying")
-            why = item.reason
-            if item.check_destination:
-                copy, why = decide(source, self._request(attempts, self.destination.head, item.destination))
-                if not copy:
-                    return result(SKIPPED, detail=why)
-            if self.config.dry_run:
-                parts = 1 if self._single_instead(source) else planned_parts(self.config, source.size, source.etag)
-                method = "CopyObject" if parts == 1 else f"multipart, {parts} parts"
-                return result(WOULD_COPY, detail=f"{why}: {method}" if why else method, parts=parts)
+                return _result(item, source, attempts, started, FAILED, "InvalidObjectState",
+                               f"the source is in {source.storage_class}: restore it (RestoreObject) "
+                               "before copying")
             if copied is None:
                 self._go()
             probing = self._await_probe(source)
             detail, parts, written = self._write(source, item.destination, attempts, copied)
         except S3Error as exc:
-            status = CANCELLED if exc.code == CANCELLED_CODE else FAILED
-            return result(status, f"{exc.code}: {exc.message or exc.describe()}")
+            return _result(item, source, attempts, started, _status_of(exc), exc.code,
+                           exc.message or exc.describe())
         finally:
             if probing:  # however the probe ended, nobody waits for it any more
                 self._probed.set()
-        return result(COPIED, detail=detail, parts=parts, checksum=written.checksum)
+        if item.reason and item.reason != "new":
+            detail = f"{item.reason}: {detail}"
+        return _result(item, source, attempts, started, COPIED, detail=detail, parts=parts,
+                       checksum=written.checksum)
 
     def _write(self, source: ObjectInfo, destination: ObjectRef, attempts: Attempts,
                copied: Written | None) -> tuple[str, int, Written]:
@@ -308,9 +338,11 @@ class Copier:
             return self._copy_multipart(source, destination, attempts)
         written = copied or self._request(attempts, self.destination.copy_object, source, destination,
                                           destination_properties(self.config, source))
+        if self.on_bytes is not None:
+            self.on_bytes(source.size)
         if not instead:
-            return f"CopyObject; {self._verify(source, destination, written.etag, source.size or 1, attempts)}", \
-                1, written
+            check = self._verify(source, destination, written.etag, source.size or 1, attempts)
+            return f"CopyObject{_why_single(self.config, source)}; {check}", 1, written
         self._single_keeps_etag = written.etag == source.etag
         if not self._single_keeps_etag and self._parts_keep_etag is not False:
             # Copied again, in parts, so the ETag is the source's: a later sync would
@@ -347,8 +379,11 @@ class Copier:
         def one_part(number: int, first: int, last: int) -> Written:
             self._go("cancelled part-way through a multipart copy: the upload was aborted, "
                      "nothing was written")
-            return self._request(attempts, self.destination.copy_part, source, destination, upload_id,
-                                 number, first, last)
+            written = self._request(attempts, self.destination.copy_part, source, destination, upload_id,
+                                    number, first, last)
+            if self.on_bytes is not None:
+                self.on_bytes(last - first + 1)
+            return written
 
         try:
             parts = self._each_range(source.size, part, attempts, one_part)
@@ -474,26 +509,27 @@ class Copier:
         attempts, started = Attempts(), time.time()
         if self.cancelled:
             return [FileResult("", item.destination.uri, CANCELLED, size=item.size, started=started,
-                               ended=started, error=f"{CANCELLED_CODE}: the transfer was cancelled "
-                               "before this object was deleted", detail="not in the source", line=item.line)
-                    for item in chunk]
-        if self.config.dry_run:
-            return [FileResult("", item.destination.uri, WOULD_DELETE, size=item.size, started=started,
-                               ended=started, detail="not in the source", line=item.line)
+                               ended=started, error_code=CANCELLED_CODE,
+                               error_message="the transfer was cancelled before this object was deleted",
+                               detail="not in the source", line=item.line)
                     for item in chunk]
         try:
             errors = self._request(attempts, self.destination.delete_objects, bucket,
                                    [item.destination.key for item in chunk])
         except S3Error as exc:
             errors = {item.destination.key: f"{exc.code}: {exc.message}" for item in chunk}
+        except Exception as exc:  # noqa: BLE001 - these files' result, not the batch's
+            errors = {item.destination.key: f"{UNEXPECTED_CODE}: {type(exc).__name__}: {exc}" for item in chunk}
         ended = time.time()
-        return [
-            FileResult("", item.destination.uri, FAILED if item.destination.key in errors else DELETED,
-                       size=item.size, attempts=attempts.count, started=started, ended=ended,
-                       error=_error_text(errors.get(item.destination.key, "")),
-                       detail="not in the source", line=item.line)
-            for item in chunk
-        ]
+        results = []
+        for item in chunk:
+            code, _, message = errors.get(item.destination.key, "").partition(": ")
+            results.append(FileResult(
+                "", item.destination.uri, FAILED if code else DELETED, size=item.size,
+                attempts=attempts.tries, started=started, ended=ended, error_code=code,
+                error_message=message or ("delete failed" if code else ""), detail="not in the source",
+                line=item.line, requests=attempts.requests))
+        return results
 
 
 def destination_properties(config: TransferConfig, source: ObjectInfo) -> dict:
@@ -527,6 +563,41 @@ LANE_SUSPECT_CODES = frozenset({
 })
 
 
+UNEXPECTED_CODE = "Unexpected"  # an exception s3flow did not expect: a bug, named in the message
+
+
+def _result(item: CopyItem, source: ObjectInfo | None, attempts: Attempts, started: float, status: Status,
+            code: str = "", message: str = "", detail: str = "", parts: int = 0,
+            checksum: str = "") -> FileResult:
+    return FileResult(
+        item.source_ref.uri, item.destination.uri, status, size=source.size if source else None,
+        attempts=attempts.tries, started=started, ended=time.time(), error_code=code,
+        error_message=message, detail=detail, etag=source.etag if source else "", line=item.line,
+        parts=parts, checksum=checksum, requests=attempts.requests)
+
+
+def _status_of(error: S3Error) -> Status:
+    return CANCELLED if error.code == CANCELLED_CODE else FAILED
+
+
+def _unexpected(item: CopyItem, exc: BaseException, started: float) -> FileResult:
+    source = item.source
+    return FileResult(item.source_ref.uri, item.destination.uri, FAILED,
+                      size=source.size if source else None, attempts=1, started=started, ended=time.time(),
+                      error_code=UNEXPECTED_CODE, error_message=f"{type(exc).__name__}: {exc}",
+                      etag=source.etag if source else "", line=item.line)
+
+
+def _why_single(config: TransferConfig, source: ObjectInfo) -> str:
+    """Say why a multipart source went as one CopyObject, so no option looks ignored."""
+    if etag_parts(source.etag) is None or config.is_multipart(source.size):
+        return ""
+    if not config.keep_source_layout:
+        return (" (--ignore-source-layout: at or below --multipart-threshold-mib, so one request, "
+                "no parts to cut)")
+    return " (at or below --multipart-threshold-mib)"
+
+
 def _pass_on(done: Future, result: Future) -> None:
     error = done.exception()
     if error is None:
@@ -537,7 +608,3 @@ def _pass_on(done: Future, result: Future) -> None:
 
 class _Skipped(Exception):
     """A part not started because another part of the same object failed."""
-
-
-def _error_text(code: str) -> str:
-    return code if not code or ":" in code else f"{code}: delete failed"

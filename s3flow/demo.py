@@ -23,6 +23,7 @@ SOURCE, ANALYSIS, ARCHIVE = "sequencer-drop", "analysis", "archive"
 SAMPLES = ["NA12878", "NA12891", "NA12892", "HG002"]
 SMALL_PER_SAMPLE = 600
 MiB = 1024 * 1024
+UI_URL = "http://127.0.0.1:4200"  # where `make ui` serves the demo's runs
 
 
 def sample_objects(rng: random.Random) -> dict[str, int]:
@@ -86,7 +87,9 @@ def main() -> int:
         manifest = DEMO / "batch-42.csv"
         write_manifest(manifest)
         print(f"\nmanifest {manifest}:\n{manifest.read_text()}", flush=True)
-        env = {**os.environ, **s3.env(), **prefect.env()}
+        # Links the transfer prints and writes point at the UI `make ui` serves after the
+        # demo (this server's port is gone by then).
+        env = {**os.environ, **s3.env(), **prefect.env(), "PREFECT_UI_URL": UI_URL}
         command = [str(Path(sys.executable).with_name("s3flow")), "transfer", str(manifest),
                    "--multipart-threshold-mib", "16", "--part-size-mib", "8"]
         print("$ " + " ".join(command[1:]), flush=True)
@@ -99,7 +102,7 @@ def main() -> int:
         at_analysis, at_archive = count(client, ANALYSIS), count(client, ARCHIVE)
         print(f"\ndestination s3://{ANALYSIS}: {at_analysis[0]:,} objects, {at_analysis[1] / MiB:,.1f} MiB; "
               f"s3://{ARCHIVE}: {at_archive[0]} objects")
-        print(f"\nSee every file's result in the Prefect UI: run `make ui` and open {prefect.ui_url.rsplit(':', 1)[0]}:4200"
+        print(f"\nSee every file's result in the Prefect UI: run `make ui` and open {UI_URL}"
               " (Artifacts, or the flow run's Artifacts tab),\nor from the shell: "
               f"PREFECT_HOME={(DEMO / 'prefect').resolve()} .venv/bin/prefect artifact ls")
         arrived = (at_analysis[0] + at_archive[0], at_analysis[1] + at_archive[1])

@@ -7,8 +7,9 @@ would-delete / failed), like every other report.
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .config import MAX_SINGLE_COPY, TransferConfig
@@ -201,34 +202,20 @@ def _top(counter: Counter) -> list[dict]:
     return [{"prefix": prefix, "requests": n} for prefix, n in counter.most_common(TOP_PREFIXES)]
 
 
-def dry_run(config: TransferConfig, source, destination, rows, missing: dict,
-            prices: dict[str, float], on_results=None) -> Estimate:
-    """Plan a transfer without Prefect and without changing anything: listings and
-    HEADs only, through the same planner and copier a real transfer uses.
-    `on_results`, if given, sees every batch of file results as they come."""
-    from dataclasses import replace
+def dry_run(transfer, prices: dict[str, float], on_result=None) -> Estimate:
+    """Plan an opened transfer (s3flow.transfer.Transfer) without Prefect and without
+    changing anything: listings and HEADs only, through the runner every transfer uses.
+    `on_result`, if given, sees every file's result as it is decided."""
+    transfer = transfer.with_config(replace(transfer.config, dry_run=True))
+    estimate = Estimate(transfer.config, prices, frozenset(row.line for row in transfer.rows if not row.is_prefix))
+    lock = threading.Lock()
 
-    from .copy import Copier
-    from .plan import Planner, batches
+    def seen(result: FileResult) -> None:
+        with lock:
+            estimate.add([result])
+        if on_result:
+            on_result(result)
 
-    config = replace(config, dry_run=True)
-    estimate = Estimate(config, prices, frozenset(row.line for row in rows if not row.is_prefix))
-    planner = Planner(config, source, destination)
-
-    def work():
-        for planned in planner.plan(rows, missing):
-            if isinstance(planned, FileResult):
-                seen([planned])
-            else:
-                yield planned
-
-    def seen(results: list[FileResult]) -> None:
-        estimate.add(results)
-        if on_results:
-            on_results(results)
-
-    with Copier(config, source, destination) as copier:
-        for batch in batches(work(), config):
-            seen(copier.run(batch))
-    estimate.finish(planner.listed_pages, planner.excluded)
+    outcome = transfer.run(seen)
+    estimate.finish(outcome.listed_pages, outcome.excluded)
     return estimate

@@ -39,11 +39,23 @@ def source_part_size(size: int, parts: int, first_part: int | None) -> int | Non
 
 
 def single_copy(config: TransferConfig, size: int, etag: str) -> bool:
-    """Whether to copy with one CopyObject rather than in parts."""
+    """Whether to copy with one CopyObject rather than in parts.
+
+    | source                       | size                    | part_copies | copied as      |
+    |------------------------------|-------------------------|-------------|----------------|
+    | any                          | > 5 GiB                 |             | parts          |
+    | plain MD5 ETag (layout kept) | <= 5 GiB                |             | one CopyObject |
+    | multipart ETag "-N"          | any (<= 5 GiB)          | always      | parts          |
+    | multipart ETag, or plain with --ignore-source-layout | <= threshold | auto | one CopyObject |
+    | the same                     | > threshold             | auto        | parts          |
+    """
     if size > MAX_SINGLE_COPY:
         return False
-    if config.keep_source_layout and etag_parts(etag) is None:
+    multipart_source = etag_parts(etag) is not None
+    if config.keep_source_layout and not multipart_source:
         return True
+    if multipart_source and config.part_copies == "always":
+        return False
     return not config.is_multipart(size)
 
 

@@ -9,16 +9,16 @@ held as a compact index and the source side streams page by page.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Iterable, Iterator
+from dataclasses import dataclass, replace
+from typing import Callable, Iterable, Iterator
 
 from .config import TransferConfig
 from .errors import CREDENTIAL_CODES, InputError, S3Error
 from .filters import included
 from .manifest import ManifestRow
-from .record import CANCELLED, FAILED, SKIPPED, FileResult, ObjectRef
-from .retry import Retrier
-from .storage import ObjectInfo, Storage
+from .record import CANCELLED, SKIPPED, WOULD_COPY, FileResult, ObjectRef, failed
+from .retry import Attempts, Retrier
+from .storage import ARCHIVE_CLASSES, ObjectInfo, Storage
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,55 @@ def decide(source: ObjectInfo, destination: ObjectInfo | None) -> tuple[bool, st
     if destination.last_modified < source.last_modified:
         return True, "source modified after the destination was written"
     return False, "same size, destination newer than source (multipart ETags are not comparable)"
+
+
+def needs_settling(item: CopyItem) -> bool:
+    """Whether a decision about this item still needs requests (see settle)."""
+    return item.check_destination or (item.source is not None and item.source.storage_class in ARCHIVE_CLASSES)
+
+
+def settle(item: CopyItem, source: Storage, destination: Storage, attempts: Attempts,
+           request: Callable[..., object]) -> CopyItem | FileResult:
+    """The decisions the listing could not make, with HEADs (run on the transfer's pool,
+    so thousands of object rows are decided in parallel):
+
+    | item                       | requests                | decided                              |
+    |----------------------------|-------------------------|--------------------------------------|
+    | an object row              | HEAD source, destination| copy (with why) or skip: `decide`    |
+    | a listed archived object   | HEAD source             | fail InvalidObjectState unless restored |
+    | anything else              | none                    | copy, as listed                      |
+
+    `request(attempts, call, *args)` makes one request under the transfer's slots and retries."""
+    if item.check_destination or item.source is None:
+        info = request(attempts, source.head, item.source_ref)
+        if info is None:
+            raise S3Error("NoSuchKey", f"the source object {item.source_ref} does not exist")
+        copy, why = decide(info, request(attempts, destination.head, item.destination))
+        if not copy:
+            return replace(_skipped(info, item.destination, item.line, why), requests=attempts.requests)
+        item = replace(item, source=info, check_destination=False, reason=why)
+    elif item.source.storage_class in ARCHIVE_CLASSES:
+        info = request(attempts, source.head, item.source_ref)  # only HEAD tells the restore state
+        if info is None:
+            raise S3Error("NoSuchKey", f"the source object {item.source_ref} does not exist")
+        item = replace(item, source=info)
+    if item.source is not None and item.source.needs_restore:
+        now = time.time()
+        return failed(item.source_ref.uri, item.destination.uri, "InvalidObjectState",
+                      f"the source is in {item.source.storage_class}: restore it (RestoreObject) before "
+                      "copying", size=item.source.size, started=now, ended=now, line=item.line,
+                      etag=item.source.etag, attempts=attempts.tries, requests=attempts.requests)
+    return item
+
+
+def would_copy(item: CopyItem, parts: int, attempts: Attempts) -> FileResult:
+    """A dry run's result for a file it would copy, with how (`parts` write requests)."""
+    method = "CopyObject" if parts == 1 else f"multipart, {parts} parts"
+    now, source = time.time(), item.source
+    return FileResult(item.source_ref.uri, item.destination.uri, WOULD_COPY, size=source.size if source else None,
+                      started=now, ended=now, detail=f"{item.reason}: {method}" if item.reason else method,
+                      etag=source.etag if source else "", line=item.line, parts=parts,
+                      requests=attempts.requests)
 
 
 class Planner:
@@ -238,15 +287,14 @@ def cancelled_rows(rows: list[ManifestRow], done: int) -> list[FileResult]:
         else:
             why = "the transfer was cancelled before this prefix was listed: nothing below it was copied"
         results.append(FileResult(row.source.uri, row.destination.uri, CANCELLED, started=now, ended=now,
-                                  error=f"Cancelled: {why}", line=row.line))
+                                  error_code="Cancelled", error_message=why, line=row.line))
     return results
 
 
 def _failed(source: ObjectRef, destination: ObjectRef, line: int, code: str, message: str,
             size: int | None = None) -> FileResult:
     now = time.time()
-    return FileResult(source.uri, destination.uri, FAILED, size=size, attempts=0, started=now,
-                      ended=now, error=f"{code}: {message}", line=line)
+    return failed(source.uri, destination.uri, code, message, size=size, started=now, ended=now, line=line)
 
 
 def _skipped(source: ObjectInfo, destination: ObjectRef, line: int, why: str) -> FileResult:

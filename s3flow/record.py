@@ -1,17 +1,31 @@
-"""One record per file: the currency between engine, flows and every report."""
+"""One record per file: the currency between engine, flows and every report.
+
+Every view (the per-file table, `--json`, artifacts, notifications, `s3flow status`,
+history) is a view of `FileResult`; the summary of many is `report.Summary`.
+"""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from enum import StrEnum
 
-COPIED = "copied"
-SKIPPED = "skipped"
-FAILED = "failed"
-DELETED = "deleted"
-WOULD_COPY = "would-copy"  # dry run: what a transfer would do
-WOULD_DELETE = "would-delete"
-CANCELLED = "cancelled"  # the transfer was cancelled before this file was done: nothing written
-STATUSES = (COPIED, SKIPPED, FAILED, DELETED, CANCELLED, WOULD_COPY, WOULD_DELETE)
+
+class Status(StrEnum):
+    """What happened to a file. A StrEnum: it compares and serialises as its text."""
+
+    COPIED = "copied"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    DELETED = "deleted"
+    CANCELLED = "cancelled"  # the transfer was cancelled before this file was done
+    WOULD_COPY = "would-copy"  # dry run: what a transfer would do
+    WOULD_DELETE = "would-delete"
+
+
+COPIED, SKIPPED, FAILED, DELETED = Status.COPIED, Status.SKIPPED, Status.FAILED, Status.DELETED
+CANCELLED, WOULD_COPY, WOULD_DELETE = Status.CANCELLED, Status.WOULD_COPY, Status.WOULD_DELETE
+STATUSES = tuple(Status)
+DONE = frozenset({COPIED, SKIPPED, DELETED})  # the file is where it should be
 
 
 @dataclass(frozen=True)
@@ -31,22 +45,32 @@ class ObjectRef:
 
 @dataclass(frozen=True)
 class FileResult:
-    """What happened to one file. Deletions have the deleted object as destination."""
+    """What happened to one file. Deletions have the deleted object as destination.
+
+    `attempts` counts tries of the file's copy (1 for a clean copy, 1 + each retry of
+    one of its requests after a transient error; 0 when nothing was tried, as for a
+    skip); `requests` counts every S3 request made for the file (HEADs, parts...)."""
 
     source: str
     destination: str
-    status: str
+    status: Status
     size: int | None = None
     attempts: int = 0
     started: float | None = None  # epoch seconds
     ended: float | None = None
-    error: str = ""  # "<S3 code>: message" for failures
+    error_code: str = ""  # S3's error code (or ours: Cancelled, Unexpected, ChecksumMismatch)
+    error_message: str = ""
     detail: str = ""  # why skipped, how copied
     etag: str = ""  # the source's ETag the copy was pinned to
     line: int | None = None  # the manifest line that asked for it
     parts: int = 0  # requests that wrote the data: 1 CopyObject, N part copies (0: none)
     checksum: str = ""  # "CRC32C:<base64>" S3 computed for the copy ("-N": of N parts), if it did
     trigger: str = ""  # what started the run: schedule, s3 event, manifest upload: URI, manual: ...
+    requests: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.status, Status):
+            object.__setattr__(self, "status", Status(self.status))
 
     @property
     def seconds(self) -> float | None:
@@ -55,23 +79,45 @@ class FileResult:
         return round(self.ended - self.started, 3)
 
     @property
-    def error_code(self) -> str:
-        return self.error.split(":", 1)[0] if self.error else ""
+    def error(self) -> str:
+        """"<code>: <message>", as every view shows it."""
+        if not self.error_code:
+            return ""
+        return f"{self.error_code}: {self.error_message}" if self.error_message else self.error_code
+
+    @property
+    def destination_bucket(self) -> str:
+        return self.destination.removeprefix("s3://").split("/", 1)[0]
 
     def row(self) -> dict:
         """The file as one row of the per-file table (times in UTC ISO 8601). Status comes
         first, so the UI's table shows it without scrolling sideways."""
         return {
-            "status": self.status, "source": self.source, "destination": self.destination,
+            "status": str(self.status), "source": self.source, "destination": self.destination,
             "size": self.size, "attempts": self.attempts, "start": _iso(self.started),
             "end": _iso(self.ended), "seconds": self.seconds, "error": self.error,
             "detail": self.detail, "parts": self.parts, "etag": self.etag, "checksum": self.checksum,
-            "trigger": self.trigger,
-            "line": self.line,
+            "trigger": self.trigger, "line": self.line, "requests": self.requests,
         }
 
+    @classmethod
+    def from_row(cls, row: dict) -> "FileResult":
+        """A result back from its row (a table artifact's, an event's): status, sizes,
+        error and detail; times stay in the row."""
+        code, _, message = (row.get("error") or "").partition(": ")
+        return cls(row.get("source") or "", row.get("destination") or "", Status(row["status"]),
+                   size=row.get("size"), attempts=row.get("attempts") or 0, error_code=code,
+                   error_message=message, detail=row.get("detail") or "", etag=row.get("etag") or "",
+                   line=row.get("line"), parts=row.get("parts") or 0, checksum=row.get("checksum") or "",
+                   trigger=row.get("trigger") or "", requests=row.get("requests") or 0)
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "status": str(self.status)}
+
+
+def failed(source: str, destination: str, code: str, message: str, **fields) -> FileResult:
+    """A file that failed before or without a copy; `fields` as FileResult's."""
+    return FileResult(source, destination, FAILED, error_code=code, error_message=message, **fields)
 
 
 def _iso(stamp: float | None) -> str:

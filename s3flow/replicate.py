@@ -1,5 +1,5 @@
-"""Replicate one object to several buckets: the planner and copier of a transfer,
-with one object row per destination. No Prefect here.
+"""Replicate one object to several buckets: a transfer (s3flow.transfer) with one
+object row per destination. No Prefect here.
 
 A destination that already holds an identical object is skipped and counts as a
 success: the object is there. A destination bucket that does not exist fails
@@ -12,13 +12,10 @@ import re
 from dataclasses import dataclass, field
 
 from .config import TransferConfig
-from .copy import Copier
 from .errors import InputError, Problem
 from .manifest import ManifestRow
-from .plan import Planner, check_buckets
-from .record import COPIED, SKIPPED, FileResult, ObjectRef
-from .retry import Retrier
-from .storage import Storage
+from .record import DONE, FileResult, ObjectRef
+from .transfer import Transfer
 
 _BUCKET_RULE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
@@ -65,21 +62,31 @@ def check_request(source_bucket: str, source_key: str, destination_buckets: list
         raise InputError(problems, "replicate-object")
 
 
-def replicate(config: TransferConfig, source: Storage, destination: Storage, source_bucket: str,
-              source_key: str, destination_buckets: list[str],
-              destination_key: str | None = None) -> list[FileResult]:
-    """Copy s3://source_bucket/source_key into every destination bucket, in parallel
-    (config.max_concurrency at most); one result per destination, in their order."""
+def replication(config: TransferConfig, source_bucket: str, source_key: str, destination_buckets: list[str],
+                destination_key: str | None = None) -> Transfer:
+    """The transfer that copies s3://source_bucket/source_key into every destination bucket:
+    one object row per destination, opened (checked) like any transfer."""
     check_request(source_bucket, source_key, destination_buckets, destination_key)
     src = ObjectRef(source_bucket, source_key)
     rows = [ManifestRow(number, src, ObjectRef(bucket, destination_key or source_key))
             for number, bucket in enumerate(destination_buckets, 1)]
-    missing = check_buckets(rows, source, destination, Retrier(config))
-    planned = list(Planner(config, source, destination).plan(rows, missing))
-    settled = [item for item in planned if isinstance(item, FileResult)]
-    with Copier(config, source, destination) as copier:
-        done = settled + copier.run([item for item in planned if not isinstance(item, FileResult)])
-    return sorted(done, key=lambda result: result.line or 0)
+    return Transfer.open(f"replicate {src}", config, rows=rows)
+
+
+def replicate(config: TransferConfig, source_bucket: str, source_key: str, destination_buckets: list[str],
+              destination_key: str | None = None, on_result=None) -> list[FileResult]:
+    """Copy s3://source_bucket/source_key into every destination bucket, in parallel
+    (config.max_concurrency at most), on the one transfer loop; one result per
+    destination, in their order."""
+    results: list[FileResult] = []
+
+    def seen(result: FileResult) -> None:
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+
+    replication(config, source_bucket, source_key, destination_buckets, destination_key).run(seen)
+    return sorted(results, key=lambda result: result.line or 0)
 
 
 @dataclass
@@ -100,7 +107,7 @@ class Outcome:
         for result in results:
             bucket = result.destination.removeprefix("s3://").split("/", 1)[0]
             outcome.total += 1
-            if result.status in (COPIED, SKIPPED):
+            if result.status in DONE:
                 outcome.succeeded += 1
                 outcome.succeeded_buckets.append(bucket)
             else:

@@ -12,10 +12,18 @@ T = TypeVar("T")
 
 
 class Attempts:
-    """Counts the tries made for one file, across all of its requests."""
+    """Counts one file's S3 requests, and the retries among them.
+
+    A file's `attempts` (its tries) is 1 + the retries of any of its requests: a
+    clean copy is 1 try however many requests (HEAD, parts, complete) it took."""
 
     def __init__(self) -> None:
-        self.count = 0
+        self.requests = 0
+        self.retries = 0
+
+    @property
+    def tries(self) -> int:
+        return 1 + self.retries if self.requests else 0
 
 
 class Retrier:
@@ -30,7 +38,8 @@ class Retrier:
     def call(self, request: Callable[..., T], *args, attempts: Attempts | None = None) -> T:
         for retry in range(self.config.max_attempts):
             if attempts is not None:
-                attempts.count += 1
+                attempts.requests += 1
+                attempts.retries += 1 if retry else 0
             try:
                 return request(*args)
             except S3Error as exc:

@@ -6,7 +6,7 @@ import os
 import re
 
 from flows.shard import shards_of, transfer_shard
-from flows.transfer import artifact_base, prepare, transfer_manifest
+from flows.transfer import artifact_base, open_transfer, transfer_manifest
 from tests.conftest import listing
 from tests.integration.test_faults import fill
 from tests.integration.test_transfer_flow import artifacts, table_rows
@@ -54,7 +54,7 @@ def test_shards_cover_every_object_once_and_skip_what_is_already_there(
     c.copy_object(Bucket=dst, Key="p/003", CopySource={"Bucket": src, "Key": "p/003"})  # already there
     c.put_object(Bucket=dst, Key="p/010", Body=b"an older version")  # changed since
     manifest = write_manifest(f"s3://{src}/p/,s3://{dst}/p/\n", "sharded-sync.csv")
-    job = prepare(manifest)
+    job = open_transfer(manifest, {})
 
     shards = list(shards_of(job, 7))
     states = [transfer_shard(manifest=manifest, rows=rows, number=number, parent_base="sync-test",

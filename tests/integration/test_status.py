@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 import uuid
@@ -80,3 +81,69 @@ def test_status_of_an_unknown_run_says_so(prefect_api, capsys):
     assert f"no flow run {missing}" in capsys.readouterr().err
     assert main(["status", "batch-42"]) == 2
     assert "is not a flow run id" in capsys.readouterr().err
+
+
+def keys_at(client, bucket: str) -> set[str]:
+    found = set()
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        found.update(item["Key"] for item in page.get("Contents", ()))
+    return found
+
+
+def start_slow_transfer(seaweed, prefect_server, proxy, buckets, write_manifest, name: str, objects: int):
+    """A transfer of `objects` small files in ONE batch (the default 2,000 files), slowed
+    by the proxy so that it runs for a while: its files are decided one by one."""
+    src, dst = buckets("src", "dst")
+    fill(seaweed.client(), src, objects)
+    manifest = write_manifest(f"s3://{src}/reads/,s3://{dst}/reads/\n", name)
+    proxy.faults = Faults(delay=0.05)
+    env = {**os.environ, **prefect_server.env(), "AWS_ENDPOINT_URL": proxy.url}
+    since = datetime.now(timezone.utc)
+    process = subprocess.Popen([str(VENV_BIN / "s3flow"), "transfer", manifest, "--concurrency", "2"],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return process, running_transfer(since), dst
+
+
+def test_a_copied_file_is_in_status_within_seconds_while_its_batch_runs(
+        seaweed, prefect_server, prefect_api, buckets, proxy, write_manifest, capsys):  # noqa: F811
+    process, run_id, dst = start_slow_transfer(seaweed, prefect_server, proxy, buckets, write_manifest,
+                                               "live.csv", 600)
+    client = seaweed.client()
+    try:
+        deadline = time.monotonic() + 120
+        while not (arrived := keys_at(client, dst)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        copied_at, first = time.monotonic(), f"s3://{dst}/{sorted(arrived)[0]}"
+        while time.monotonic() < deadline:
+            during = status(capsys, run_id)
+            if first in {row["destination"] for row in during["rows"]}:
+                break
+            time.sleep(0.2)
+        lag = time.monotonic() - copied_at
+        print(f"{first} was in `s3flow status` {lag:.1f} s after it arrived")
+        assert process.poll() is None, "the transfer ended before its files were seen one by one"
+        assert not during["complete"] and 0 < during["files"] < 600  # its one batch is still running
+        assert set(during["counts"]) == {"copied"}
+        # Generous: the contract is 2 s (flows/live.py sends every second); a loaded machine
+        # adds the status command's own time. Batch-wise recording would be 20 s and more here.
+        assert lag < 10, f"a copied file took {lag:.1f} s to reach `s3flow status`"
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_killed_transfer_keeps_its_finished_files_in_status(
+        seaweed, prefect_server, prefect_api, buckets, proxy, write_manifest, capsys):  # noqa: F811
+    process, run_id, dst = start_slow_transfer(seaweed, prefect_server, proxy, buckets, write_manifest,
+                                               "killed.csv", 600)
+    deadline = time.monotonic() + 120
+    while status(capsys, run_id)["files"] < 50 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    arrived = keys_at(seaweed.client(), dst)
+    after = status(capsys, run_id)
+    recorded = {row["destination"] for row in after["rows"]}
+    assert after["files"] >= 50 and set(after["counts"]) == {"copied"}
+    assert recorded <= {f"s3://{dst}/{key}" for key in arrived}  # nothing recorded that is not there
+    assert len(arrived) < 600, "the kill came after the transfer had finished"

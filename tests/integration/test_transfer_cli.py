@@ -230,8 +230,10 @@ def test_real_process_prints_one_json_object_and_exit_codes(seaweed, prefect_ser
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert set(summary) == {"files", "copied", "skipped", "failed", "deleted", "cancelled", "bytes_copied",
-                            "seconds", "failures", "error_codes"}
+                            "seconds", "failures", "error_codes", "causes", "flow_run_id"}
     assert (summary["copied"], summary["bytes_copied"], summary["failures"]) == (1, 1, [])
+    followed = run_cli(["status", summary["flow_run_id"], "--json"], env)  # a script follows up
+    assert followed.returncode == 0 and json.loads(followed.stdout)["counts"] == {"copied": 1}
 
     failing = write_manifest(f"s3://{src}/missing,s3://{dst}/m\n", "failing.csv")
     done = run_cli(["transfer", failing], env)

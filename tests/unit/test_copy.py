@@ -90,7 +90,7 @@ def test_multipart_copy_reproduces_the_source_layout_and_pins_every_part(stubbed
     assert (result.status, result.size, result.line, result.parts) == (COPIED, SIZE, 7, 3)
     assert result.checksum == "CRC32C:all==-3"  # recorded for a later audit
     assert result.detail == "multipart, 3 parts (source layout); ETag matches the source"
-    assert result.attempts == 9  # head, head part 1, tagging, create, 3 parts + 1 retry, complete
+    assert (result.attempts, result.requests) == (2, 9)  # 1 retry; head, head part 1, tagging, create, 3 parts + 1 retry, complete
     stub.assert_no_pending_responses()
 
 
@@ -203,6 +203,17 @@ def test_planned_parts_follow_the_layout_table(etag, size, expected):
     from s3flow.layout import planned_parts
 
     assert planned_parts(TransferConfig(), size, etag) == expected
+
+
+def test_part_copies_always_applies_below_the_threshold_and_ignore_layout_says_why():
+    from s3flow.copy import _why_single
+    from s3flow.layout import planned_parts
+
+    small_multipart = ("a" * 32 + "-4", 64 * MiB)
+    assert planned_parts(TransferConfig(), small_multipart[1], small_multipart[0]) == 1  # auto: one copy
+    assert planned_parts(TransferConfig(part_copies="always"), small_multipart[1], small_multipart[0]) == 4
+    source = ObjectInfo(SRC, small_multipart[1], small_multipart[0], 0.0)
+    assert "--ignore-source-layout" in _why_single(TransferConfig(keep_source_layout=False), source)
 
 
 def test_source_part_size_must_describe_the_object():

@@ -10,7 +10,7 @@ from s3flow.record import FAILED, SKIPPED, WOULD_COPY, WOULD_DELETE, FileResult
 
 def result(status, source, size, line=1, error="", destination=None):
     return FileResult(source, destination or source.replace("src", "dst"), status, size=size,
-                      line=line, error=error)
+                      line=line, error_code=error.partition(": ")[0], error_message=error.partition(": ")[2])
 
 
 def test_plan_counts_requests_cost_and_flags():

@@ -35,7 +35,7 @@ def test_every_problem_of_a_request_is_named_with_its_field():
 def test_outcome_counts_skipped_as_there_and_keeps_each_error():
     results = [FileResult("s3://src/k", "s3://region-a/k", COPIED),
                FileResult("s3://src/k", "s3://region-b/k", SKIPPED),
-               FileResult("s3://src/k", "s3://region-c/k", FAILED, error="NoSuchBucket: gone")]
+               FileResult("s3://src/k", "s3://region-c/k", FAILED, error_code="NoSuchBucket", error_message="gone")]
     outcome = Outcome.of("s3://src/k", results)
     assert outcome.to_json() == {
         "source": "s3://src/k", "total": 3, "succeeded": 2, "failed": 1,

@@ -1,0 +1,147 @@
+"""Every file's result in Prefect within seconds of being decided, whatever the batch size.
+
+A task run is the unit of scheduling (a batch of up to 2,000 files); the file is the
+unit of truth. The engine hands each FileResult to `Recorder.add` the moment it is
+decided (from whichever thread decided it); a thread of the flow's sends what came in,
+every FLUSH_SECONDS:
+
+| where in Prefect                                   | what                         | read by             |
+|----------------------------------------------------|------------------------------|---------------------|
+| table artifacts "s3flow file results: page N"      | the new rows, PAGE_ROWS at most per artifact (the UI renders one in seconds) | `s3flow status`, `history --scan-artifacts` |
+| `s3flow.files.<status>` events (flows/history.py)  | the same rows, grouped by object | `s3flow history` |
+| the `<base>-progress` artifact                     | files and bytes done (parts of copies in flight included), "listing" while listing | the UI |
+
+A write that fails loses nothing: the rows stay buffered and go with the next write,
+and `close()` tries again before the run ends. A process killed outright loses at
+most the last FLUSH_SECONDS of rows from Prefect (the next run of the transfer finds
+those files copied at the destination, and skips them).
+"""
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+import time
+import uuid
+from dataclasses import replace
+from typing import Callable
+
+from prefect import get_run_logger
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+
+from flows.history import History
+from flows.status import BATCH_MARK
+from s3flow.record import FAILED, FileResult
+
+_log = logging.getLogger(__name__)
+
+
+def _logger():
+    """The run's logger (the thread runs in the flow's context), else the module's."""
+    try:
+        return get_run_logger()
+    except Exception:  # noqa: BLE001 - outside a run
+        return _log
+
+FLUSH_SECONDS = 1.0
+PAGE_ROWS = 500  # rows per table artifact: a 10,000-row table took the UI 114 s to render
+KEEP_ROWS = 1_000  # rows kept for the run's final -files table (failures first)
+WARN_EVERY = 30.0  # seconds between warnings while Prefect refuses writes
+
+
+class Recorder:
+    """The live, complete record of a run's files in Prefect (see the module's table)."""
+
+    def __init__(self, history: History, trigger: str, progress: Callable[[], tuple[float, str]] | None,
+                 progress_key: str | None, flush_seconds: float = FLUSH_SECONDS) -> None:
+        self.history = history
+        self.trigger = trigger
+        self._progress = progress
+        self._progress_key = progress_key
+        self._progress_id: uuid.UUID | None = None
+        self._flush_seconds = flush_seconds
+        self._lock = threading.Lock()
+        self._buffer: list[dict] = []
+        self._pages = 0
+        self.kept_failures: list[FileResult] = []
+        self.kept: list[FileResult] = []
+        self.unsent_since: float | None = None  # when writes began to fail
+        self._warned = 0.0
+        self._stop = threading.Event()
+        context = contextvars.copy_context()  # the same Prefect settings, API and run
+        self._thread = threading.Thread(target=context.run, args=(self._loop,), name="s3flow-recorder",
+                                        daemon=True)
+        self._thread.start()
+
+    def add(self, result: FileResult) -> None:
+        """A file's result, the moment it is decided (any thread; quick)."""
+        if self.trigger and not result.trigger:
+            result = replace(result, trigger=self.trigger)
+        row = result.row()
+        with self._lock:
+            self._buffer.append(row)
+            if result.status == FAILED and len(self.kept_failures) < KEEP_ROWS:
+                self.kept_failures.append(result)
+            elif len(self.kept) < KEEP_ROWS:
+                self.kept.append(result)
+
+    def table_rows(self) -> list[dict]:
+        """The rows of the final -files table: failures first, at most KEEP_ROWS."""
+        with self._lock:
+            return [r.row() for r in (self.kept_failures + self.kept)[:KEEP_ROWS]]
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._flush_seconds):
+            self.flush(quiet=True)
+
+    def flush(self, quiet: bool = False) -> bool:
+        """Send what is buffered; True if everything is in Prefect."""
+        with self._lock:
+            rows, self._buffer = self._buffer, []
+        sent = 0
+        try:
+            for start in range(0, len(rows), PAGE_ROWS):
+                page = rows[start:start + PAGE_ROWS]
+                self._pages += 1
+                create_table_artifact(table=page, description=f"{BATCH_MARK}: page {self._pages}")
+                sent = start + len(page)
+            self.history.add(rows)
+            self.history.flush()
+            self._show()
+        except Exception as exc:  # noqa: BLE001 - the API away: keep the rows for the next write
+            with self._lock:
+                self._buffer = rows[sent:] + self._buffer
+            now = time.monotonic()
+            self.unsent_since = self.unsent_since or now
+            if not quiet or now - self._warned >= WARN_EVERY:
+                self._warned = now
+                _logger().warning("file results not yet in Prefect (%d kept, sent when the API answers): %s",
+                            len(self._buffer), exc)
+            return False
+        if self.unsent_since is not None:
+            _logger().warning("Prefect answers again: the file results kept meanwhile are recorded")
+            self.unsent_since = None
+        return True
+
+    def _show(self) -> None:
+        if self._progress is None or self._progress_key is None:
+            return
+        percent, text = self._progress()
+        if self._progress_id is None:
+            self._progress_id = create_progress_artifact(percent, key=self._progress_key, description=text)
+        else:
+            update_progress_artifact(self._progress_id, percent, description=text)
+
+    def close(self, tries: int = 10, wait: float = 3.0) -> bool:
+        """Stop the thread and send the rest, trying for a while if the API is away."""
+        self._stop.set()
+        self._thread.join()
+        for attempt in range(tries):
+            if self.flush():
+                return True
+            time.sleep(wait)
+        _logger().error("%d file results could not be recorded in Prefect: they are in this run's log",
+                  len(self._buffer))
+        for row in self._buffer:
+            _logger().error("file result: %s", row)
+        return False
