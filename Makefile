@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser demo test bench ui clean
+.PHONY: install browser demo lint test bench serve ui clean
 
 install: $(STAMP)
 
@@ -23,6 +23,12 @@ browser:
 	@command -v chromium >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+# Lint, format check and type check first (seconds), then the suite.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check s3flow flows blocks tests bench
+	$(VENV)/bin/ruff format --check s3flow flows blocks
+	$(VENV)/bin/mypy s3flow flows blocks
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q
@@ -43,9 +49,12 @@ rclone:
 bench: $(STAMP) $(BENCH_STAMP) rclone
 	$(PY) bench/run.py $(BENCH_ARGS)
 
-# Browse the demo's runs and artifacts in the Prefect UI (Ctrl-C to stop).
-ui: $(STAMP)
-	PREFECT_HOME=$(CURDIR)/.demo/prefect $(VENV)/bin/prefect server start --host 127.0.0.1
+# The demo's S3 and Prefect servers back, on its data: prints what to export, then
+# `s3flow plan`, `status`, `history` and the UI at http://127.0.0.1:4200 (Ctrl-C stops them).
+serve: $(STAMP)
+	$(PY) -m s3flow.demo serve
+
+ui: serve
 
 clean:
 	rm -rf $(VENV) .venv-bench .demo .pytest_cache .screenshots

@@ -42,7 +42,7 @@ class SyntheticStore:
     def bucket_error(self, bucket: str) -> None:
         return None
 
-    def list_page(self, bucket, prefix, token, start_after=None):
+    def list_page(self, bucket, prefix, token, start_after=None, max_keys=1000):
         start = int(token or 0)
         end = min(start + 1000, self.sizes[bucket])
         page = [ObjectInfo(ObjectRef(bucket, f"{prefix}sample-{i // 1000:04d}/read-{i:07d}.fq.gz"),

@@ -1,7 +1,7 @@
 """SnsNotification: a Prefect notification block that publishes to an SNS topic.
 
 Register it once per Prefect server (`s3flow setup` does, or `prefect block register -m
-blocks.sns`), then create a block in the UI or in code. It works from our flows and
+s3flow.blocks.sns`), then create a block in the UI or in code. It works from our flows and
 from automations' send-notification action; for the latter the server's own
 environment must have s3flow installed (the `prefect.collections` entry point in
 pyproject.toml makes the server load this module) and AWS credentials.

@@ -27,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
+from s3flow.errors import InputError
 from s3flow.events import AWS_CERT_HOST, BadSignature, MalformedMessage, translate, verify_sns
 
 log = logging.getLogger("s3flow.bridge")
@@ -73,6 +74,27 @@ class Counts:
                 setattr(self, name, getattr(self, name) + amount)
 
 
+# SQS answers that retrying cannot change (decided by error code, as for S3: errors.py).
+SQS_PERMANENT_CODES = frozenset({
+    "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "AccessDenied", "AccessDeniedException",
+    "InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken", "UnrecognizedClientException",
+    "InvalidAddress", "InvalidSecurity", "KmsAccessDenied", "KmsDisabled", "KmsNotFound",
+})
+
+
+def sqs_permanent(error: BaseException) -> str | None:
+    """Why an SQS error is permanent ("<code>: <message>"), or None if it may pass."""
+    from botocore.exceptions import ClientError, NoCredentialsError
+
+    if isinstance(error, NoCredentialsError):
+        return "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "")
+        if code in SQS_PERMANENT_CODES:
+            return f"{code}: {error.response.get('Error', {}).get('Message', '')}"
+    return None
+
+
 class SqsBridge:
     def __init__(self, queue_url: str, events: PrefectEvents, sqs_client=None, wait_seconds: int = 20) -> None:
         import boto3
@@ -85,13 +107,18 @@ class SqsBridge:
         self.stopping = threading.Event()
 
     def run(self) -> None:
+        """Poll until stopped. Transient trouble (throttling, 5xx, the network, the Prefect
+        API away) backs off and goes on; SQS's permanent refusals (no such queue, access
+        denied, bad credentials) stop the bridge with InputError: retrying cannot help."""
         log.info("bridge: polling %s, events to %s", self.queue_url, self.events.api_url)
         failures = 0
         while not self.stopping.is_set():
             try:
                 self.poll_once()
                 failures = 0
-            except Exception as exc:  # the queue or the Prefect API away: wait, then go on
+            except Exception as exc:  # noqa: BLE001 - sorted below: permanent stops, the rest waits
+                if (why := sqs_permanent(exc)) is not None:
+                    raise InputError(f"bridge: the queue {self.queue_url} refused: {why}") from None
                 failures += 1
                 delay = min(30.0, 0.5 * 2 ** failures)
                 log.error("bridge: %s; trying again in %.0f s", exc, delay)

@@ -232,7 +232,7 @@ def scan_artifacts(uri: str, limit: int = 1000) -> list[dict]:
     """The slow, complete path: every per-file table artifact, read in full."""
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterType
 
-    from flows.status import BATCH_MARK
+    from s3flow.flows.status import BATCH_MARK
 
     found = []
     offset = 0

@@ -9,7 +9,8 @@ every FLUSH_SECONDS:
 |----------------------------------------------------|------------------------------|---------------------|
 | table artifacts "s3flow file results: page N"      | the new rows, PAGE_ROWS at most per artifact (the UI renders one in seconds) | `s3flow status`, `history --scan-artifacts` |
 | `s3flow.files.<status>` events (flows/history.py)  | the same rows, grouped by object | `s3flow history` |
-| the `<base>-progress` artifact                     | files and bytes done (parts of copies in flight included), "listing" while listing | the UI |
+| the `<base>-progress` artifact                     | files and bytes done (parts of copies in flight included), "listing" while listing; updated at least every LIVENESS_SECONDS, so its age tells a live run from a dead one | the UI, flows/resume.py |
+| table artifacts "s3flow multipart uploads: page N" | each multipart upload started, completed or aborted (upload id, destination) | flows/resume.py: the next run aborts what a crash left open |
 
 A write that fails loses nothing: the rows stay buffered and go with the next write,
 and `close()` tries again before the run ends. A process killed outright loses at
@@ -24,13 +25,14 @@ import threading
 import time
 import uuid
 from dataclasses import replace
+from datetime import datetime, timezone
 from typing import Callable
 
 from prefect import get_run_logger
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 
-from flows.history import History
-from flows.status import BATCH_MARK
+from s3flow.flows.history import History
+from s3flow.flows.status import BATCH_MARK
 from s3flow.record import FAILED, FileResult
 
 _log = logging.getLogger(__name__)
@@ -46,6 +48,8 @@ def _logger():
 FLUSH_SECONDS = 1.0
 PAGE_ROWS = 500  # rows per table artifact: a 10,000-row table took the UI 114 s to render
 KEEP_ROWS = 1_000  # rows kept for the run's final -files table (failures first)
+LIVENESS_SECONDS = 10.0  # the progress artifact moves at least this often while the run lives
+UPLOADS_MARK = "s3flow multipart uploads"  # the description of an upload table artifact
 WARN_EVERY = 30.0  # seconds between warnings while Prefect refuses writes
 
 
@@ -62,7 +66,9 @@ class Recorder:
         self._flush_seconds = flush_seconds
         self._lock = threading.Lock()
         self._buffer: list[dict] = []
-        self._pages = 0
+        self._uploads: list[dict] = []
+        self._pages = self._upload_pages = 0
+        self._shown = 0.0
         self.kept_failures: list[FileResult] = []
         self.kept: list[FileResult] = []
         self.unsent_since: float | None = None  # when writes began to fail
@@ -85,6 +91,13 @@ class Recorder:
             elif len(self.kept) < KEEP_ROWS:
                 self.kept.append(result)
 
+    def add_upload(self, destination, upload_id: str, what: str) -> None:
+        """A multipart upload started, completed or aborted (copy.Copier.on_upload)."""
+        row = {"event": what, "destination": str(destination), "upload_id": upload_id,
+               "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
+        with self._lock:
+            self._uploads.append(row)
+
     def table_rows(self) -> list[dict]:
         """The rows of the final -files table: failures first, at most KEEP_ROWS."""
         with self._lock:
@@ -98,8 +111,13 @@ class Recorder:
         """Send what is buffered; True if everything is in Prefect."""
         with self._lock:
             rows, self._buffer = self._buffer, []
+            uploads, self._uploads = self._uploads, []
         sent = 0
         try:
+            if uploads:  # first: an upload's record must not wait behind thousands of rows
+                self._upload_pages += 1
+                create_table_artifact(table=uploads, description=f"{UPLOADS_MARK}: page {self._upload_pages}")
+                uploads = []
             for start in range(0, len(rows), PAGE_ROWS):
                 page = rows[start:start + PAGE_ROWS]
                 self._pages += 1
@@ -107,10 +125,12 @@ class Recorder:
                 sent = start + len(page)
             self.history.add(rows)
             self.history.flush()
-            self._show()
+            if rows or time.monotonic() - self._shown >= LIVENESS_SECONDS:
+                self._show()
         except Exception as exc:  # noqa: BLE001 - the API away: keep the rows for the next write
             with self._lock:
                 self._buffer = rows[sent:] + self._buffer
+                self._uploads = uploads + self._uploads
             now = time.monotonic()
             self.unsent_since = self.unsent_since or now
             if not quiet or now - self._warned >= WARN_EVERY:
@@ -127,6 +147,7 @@ class Recorder:
         if self._progress is None or self._progress_key is None:
             return
         percent, text = self._progress()
+        self._shown = time.monotonic()
         if self._progress_id is None:
             self._progress_id = create_progress_artifact(percent, key=self._progress_key, description=text)
         else:

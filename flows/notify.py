@@ -15,7 +15,7 @@ FAILURE_MARK = "[FAILED]"  # SNS subjects are ASCII only
 @task(name="send-notification", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
 def send_notification(block_name: str, subject: str, body: str) -> str:
     """Publish through the named SnsNotification block; its MessageId."""
-    from blocks.sns import SnsNotification
+    from s3flow.blocks.sns import SnsNotification
 
     return SnsNotification.load(block_name).publish(body, subject)
 

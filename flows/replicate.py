@@ -16,11 +16,11 @@ from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 from prefect.states import Failed
 
-from blocks.credentials import endpoint_from_block
-from flows.history import History, run_trigger, stamped
-from flows.live import Recorder
-from flows.notify import notify_failure, run_link
-from flows.transfer import CONCURRENCY_LIMIT, _slug, ensure_concurrency_limit
+from s3flow.blocks.credentials import endpoint_from_block
+from s3flow.flows.history import History, run_trigger, stamped
+from s3flow.flows.live import Recorder
+from s3flow.flows.notify import notify_failure, run_link
+from s3flow.flows.transfer import CONCURRENCY_LIMIT, _slug, ensure_concurrency_limit
 from s3flow.config import TransferConfig
 from s3flow.errors import InputError
 from s3flow.options import config_from, default

@@ -35,9 +35,9 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelling, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.history import run_trigger
-from flows.notify import notify_failure, run_link, run_path, ui_link
-from flows.transfer import BATCHES_IN_FLIGHT, CONCURRENCY_LIMIT, open_transfer, run_transfer
+from s3flow.flows.history import run_trigger
+from s3flow.flows.notify import notify_failure, run_link, run_path, ui_link
+from s3flow.flows.transfer import BATCHES_IN_FLIGHT, CONCURRENCY_LIMIT, open_transfer, run_transfer
 from s3flow.manifest import ManifestRow
 from s3flow.record import ObjectRef
 from s3flow.report import TOP_FAILURES, Summary

@@ -32,10 +32,11 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from blocks.credentials import endpoint_from_block
-from flows.history import History, run_trigger
-from flows.live import Recorder
-from flows.notify import artifact_path, notify_failure, run_link, run_path
+from s3flow.blocks.credentials import endpoint_from_block
+from s3flow.flows.history import History, run_trigger
+from s3flow.flows.live import Recorder
+from s3flow.flows.notify import artifact_path, notify_failure, run_link, run_path
+from s3flow.flows.resume import claim, settle_earlier_runs
 from s3flow import estimate, options
 from s3flow.errors import InputError
 from s3flow.manifest import ManifestRow
@@ -169,9 +170,12 @@ def transfer_manifest(
     notification_block: str | None = default("notification_block"),
     shard_files: int = default("shard_files"),
     shard_deployment: str = default("shard_deployment"),
+    max_resumes: int = default("max_resumes"),
 ):
     values = dict(locals())  # the parameters, before any other name is bound
     started = time.time()
+    if (gave_up := _resumed_too_often(max_resumes)) is not None:
+        return gave_up
     engine_values = options.engine_values(values)
     transfer = _opened.pop(opened_key(manifest, header, values), None) or \
         open_transfer(manifest, values, header=header)
@@ -179,7 +183,7 @@ def transfer_manifest(
     if shard_files > 0 and delete:
         get_run_logger().warning("a sync with delete runs in one run, not in shards (flows/shard.py)")
     if shard_files > 0 and not dry_run and not delete:
-        from flows.shard import shards_of, transfer_in_shards
+        from s3flow.flows.shard import shards_of, transfer_in_shards
 
         cut = shards_of(transfer, shard_files)
         first, second = next(cut, None), next(cut, None)
@@ -190,6 +194,19 @@ def transfer_manifest(
                         notification_block=notification_block)
 
 
+
+
+def _resumed_too_often(max_resumes: int) -> Failed | None:
+    """A run that crashed is scheduled again by `s3flow setup`'s automation, up to
+    max_resumes times; after that it ends Failed, so a transfer that keeps killing its
+    machine (out of memory...) does not loop for ever."""
+    runs = flow_run.run_count or 1
+    if runs - 1 <= max_resumes:
+        if runs > 1:
+            get_run_logger().warning("resuming after a crash (resume %d of at most %d)", runs - 1, max_resumes)
+        return None
+    return Failed(message=f"crashed {runs - 1} times and resumed {max_resumes} times: not resumed again; "
+                          "look at the earlier attempts' logs (out of memory? the machine lost?), then run it again")
 
 
 def run_transfer(transfer: Transfer, base: str, started: float, *, concurrency_limit: str,
@@ -214,11 +231,15 @@ def run_transfer(transfer: Transfer, base: str, started: float, *, concurrency_l
         r.line for r in transfer.rows if not r.is_prefix)) if dry_run else None
     plan_lock = threading.Lock()
     trigger = trigger or run_trigger(transfer.manifest)
+    claim(flow_run.id)
+    if not dry_run:  # earlier runs of this transfer that died: mark them, abort their open uploads
+        settle_earlier_runs(base, flow_run.id, transfer.destination, logger)
     transfer_id = str(uuid.uuid4())
     runner = Runner(transfer, stop_signals=(TerminationSignal, KeyboardInterrupt),
                     execute=lambda batch: _submit(transfer_id, batch))
     recorder = Recorder(History(str(flow_run.id or "")), trigger, lambda: _progress(runner),
                         f"{base}-progress")
+    runner.copier.on_upload = recorder.add_upload
 
     def on_result(result) -> None:
         recorder.add(result)
@@ -343,7 +364,7 @@ def _failure_body(summary: Summary, manifest: str, base: str, codes: str) -> str
 
 
 def _table_note(files: int) -> str:
-    from flows.live import KEEP_ROWS
+    from s3flow.flows.live import KEEP_ROWS
 
     if files <= KEEP_ROWS:
         return ""

@@ -1,11 +1,13 @@
-"""The `s3flow` command: transfer, plan, verify, status, history, bridge, setup.
+"""The `s3flow` command: transfer, plan, verify, status, history, uploads, bridge, setup.
 
 Exit codes: 0 every file copied or skipped (plan: nothing would fail; verify:
-no difference); 1 some file failed, the transfer was cancelled (the UI, `prefect
-flow-run cancel`, Ctrl-C), or the run failed for another reason (plan:
-some file would fail; verify: a difference); 2 bad input (manifest, options,
-credentials, an unreachable endpoint, an unknown run id), with nothing copied;
-130 interrupted (Ctrl-C) before a transfer started.
+no difference; uploads: every abort done); 1 some file failed, the transfer was
+cancelled (the UI, `prefect flow-run cancel`, Ctrl-C), or the run failed for another
+reason (plan: some file would fail; verify: a difference); 2 bad input or a bad
+environment (manifest, options, credentials, a missing profile, an endpoint URL
+without a scheme, an unreachable endpoint or Prefect API, an unknown run id), one
+line on stderr, with nothing copied; 130 interrupted (Ctrl-C) before a transfer
+started.
 """
 from __future__ import annotations
 
@@ -74,6 +76,18 @@ def parser() -> argparse.ArgumentParser:
     http.add_argument("--secret-env", default="S3FLOW_BRIDGE_SECRET", metavar="VAR",
                       help="environment variable holding the shared secret (default S3FLOW_BRIDGE_SECRET); "
                            "without one, only SNS messages with a valid signature are accepted")
+    uploads = commands.add_parser(
+        "uploads", help="incomplete multipart uploads under a prefix; abort those older than an age",
+        description="List the multipart uploads started under s3://bucket/prefix and never completed "
+                    "nor aborted (on AWS their parts are billed). With --abort, abort those started "
+                    "more than --older-than ago: an upload younger than that may be another writer's, "
+                    "in progress, and is left alone. A run of a transfer aborts what its own crashed "
+                    "runs left open by itself.")
+    uploads.add_argument("prefix", help="s3://bucket/prefix/ (or one key)")
+    uploads.add_argument("--abort", action="store_true", help="abort those older than --older-than")
+    uploads.add_argument("--older-than", metavar="AGE", help="7d, 12h, 30m...: required with --abort")
+    uploads.add_argument("--dry-run", action="store_true", help="with --abort: say what would be aborted")
+    uploads.add_argument("--json", action="store_true", help="print one JSON object")
     setup = commands.add_parser(
         "setup", help="prepare a Prefect server: work pool, concurrency limit, block types",
         description="Create the work pool and the global concurrency limit, register the "
@@ -100,17 +114,86 @@ def main(argv: list[str] | None = None) -> int:
     # Without PREFECT_API_URL Prefect starts a temporary server for this run; it is
     # ours, so it reports nothing to Prefect's telemetry unless the user asked it to.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # A heartbeat every 30 s (Prefect's default: 180), so `s3flow setup`'s automation
+    # tells a dead run from a live one within 90 s.
+    os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "30")
     from s3flow.errors import InputError
 
+    if not isinstance(sys.stdout, _PipeSafe):
+        sys.stdout = _PipeSafe(sys.stdout)  # `s3flow verify m.csv | head -2` ends quietly
     try:
-        return {"plan": plan, "verify": verify, "transfer": transfer, "status": status, "history": history, "bridge": bridge,
-                "setup": setup}[args.command](args)
+        if args.command in NEEDS_PREFECT:
+            check_prefect_api()
+        return {"plan": plan, "verify": verify, "transfer": transfer, "status": status, "history": history,
+                "bridge": bridge, "setup": setup, "uploads": open_uploads}[args.command](args)
     except InputError as exc:
         print(f"s3flow: {exc.describe()}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:  # before a transfer started; a running one records what it did
         print("s3flow: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+NEEDS_PREFECT = ("transfer", "status", "history", "bridge", "setup")
+
+
+def check_prefect_api(timeout: float = 5.0) -> None:
+    """A configured Prefect API that does not answer is bad input, said in one line
+    (Prefect's own error is a traceback of 80 lines). Unset, Prefect uses a temporary
+    local server of its own."""
+    import urllib.error
+    import urllib.request
+
+    from s3flow.errors import InputError
+
+    url = os.environ.get("PREFECT_API_URL")
+    if url is None:
+        from prefect.settings import PREFECT_API_URL
+
+        url = PREFECT_API_URL.value()
+    if not url:
+        return
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout) as answer:
+            answer.read()
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            return  # it answers; Prefect Cloud wants its key, which Prefect's client sends
+        raise InputError(f"the Prefect API at {url} (PREFECT_API_URL) answered HTTP {exc.code}: "
+                         "is it a Prefect server's /api URL?") from None
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise InputError(f"the Prefect API at {url} (PREFECT_API_URL) does not answer ({reason}): start "
+                         "the server (`prefect server start`), or point PREFECT_API_URL at a running "
+                         "one") from None
+
+
+class _PipeSafe:
+    """stdout that goes quiet when the reader has gone (`| head`): the command still
+    finishes and exits with its own code, with no BrokenPipeError traceback."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._silence()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._silence()
+
+    def _silence(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())  # what is still buffered goes nowhere
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 def _values(args: argparse.Namespace) -> dict:
@@ -137,42 +220,59 @@ def _open(args: argparse.Namespace, values: dict):
 
 
 def _endpoint_from_block(name: str | None):
-    from blocks.credentials import endpoint_from_block  # Prefect: only when a block is named
+    from s3flow.blocks.credentials import endpoint_from_block  # Prefect: only when a block is named
 
     return endpoint_from_block(name)
 
 
 def plan(args: argparse.Namespace) -> int:
-    from s3flow import estimate
+    from s3flow import estimate, uploads
 
     prices = estimate.load_prices(args.prices)
-    result = estimate.dry_run(_open(args, _values(args)), prices).to_json()
-    print(json.dumps(result) if args.json else estimate.text(result))
+    transfer = _open(args, _values(args))
+    result = estimate.dry_run(transfer, prices).to_json()
+    result["incomplete_uploads"] = _open_uploads(transfer)
+    print(json.dumps(result) if args.json else
+          estimate.text(result) + "\n" + uploads.text(result["incomplete_uploads"]))
     return EXIT_FAILED if result["failed"]["objects"] else EXIT_OK
+
+
+def _open_uploads(transfer) -> dict:
+    """Incomplete multipart uploads under the transfer's destinations (s3flow/uploads.py)."""
+    from s3flow import uploads
+    from s3flow.retry import Retrier
+
+    prefixes = [row.destination for row in transfer.rows if row.destination.bucket not in transfer.missing_buckets]
+    return uploads.report(transfer.destination, prefixes, Retrier(transfer.config)).to_json()
 
 
 def verify(args: argparse.Namespace) -> int:
     from s3flow import estimate
     from s3flow.record import SKIPPED
 
+    from s3flow import uploads
+
     differences = []
-    checked = estimate.dry_run(_open(args, _values(args)), estimate.load_prices(None),
+    transfer = _open(args, _values(args))
+    checked = estimate.dry_run(transfer, estimate.load_prices(None),
                                on_result=lambda result: result.status != SKIPPED and differences.append(result))
+    left_open = _open_uploads(transfer)
     files = checked.copy.objects + checked.skip.objects + checked.delete.objects + checked.fail.objects
     found = [{"source": r.source, "destination": r.destination, "status": str(r.status),
               "why": r.error or _reason(r.detail)} for r in differences]
     if args.json:
         print(json.dumps({"files": files, "identical": checked.skip.objects,
-                          "differences": found}))
+                          "differences": found, "incomplete_uploads": left_open}))
     else:
         for item in found:
             print(f"{item['status'].upper():<13}{item['source'] or '-'} -> {item['destination']}: {item['why']}")
         print(f"{files:,} files checked: {checked.skip.objects:,} identical, {len(found):,} differ")
+        print(uploads.text(left_open))
     return EXIT_FAILED if found else EXIT_OK
 
 
 def status(args: argparse.Namespace) -> int:
-    from flows.status import transfer_status
+    from s3flow.flows.status import transfer_status
     from s3flow.report import human_bytes
 
     found = transfer_status(args.flow_run_id)
@@ -180,7 +280,7 @@ def status(args: argparse.Namespace) -> int:
         print(json.dumps(found))
         return EXIT_OK
     so_far = "" if found["complete"] else " (so far: the run has not recorded its final table)"
-    from flows.notify import ui_link
+    from s3flow.flows.notify import ui_link
 
     print(f"flow run   {found['flow_run_id']} ({found['flow_run_name']}): {found['state']}{so_far}")
     print(f"           {ui_link(found['flow_run_id'])} (Artifacts tab: the per-file table and summary)")
@@ -207,8 +307,8 @@ def status(args: argparse.Namespace) -> int:
 
 
 def history(args: argparse.Namespace) -> int:
-    from flows.history import object_history, scan_artifacts
-    from flows.notify import ui_link
+    from s3flow.flows.history import object_history, scan_artifacts
+    from s3flow.flows.notify import ui_link
     from s3flow.errors import InputError
     from s3flow.manifest import is_prefix_key, parse_uri
 
@@ -239,7 +339,7 @@ def bridge(args: argparse.Namespace) -> int:
     import logging
     import threading
 
-    from flows.bridge import HttpBridge, PrefectEvents, SqsBridge, run_until_signalled
+    from s3flow.flows.bridge import HttpBridge, PrefectEvents, SqsBridge, run_until_signalled
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for chatty in ("botocore", "boto3", "httpx", "urllib3"):
@@ -262,11 +362,47 @@ def bridge(args: argparse.Namespace) -> int:
 
 
 def setup(args: argparse.Namespace) -> int:
-    from flows.setup import setup as prepare_server
+    from s3flow.flows.setup import setup as prepare_server
 
     for line in prepare_server(args.pool, args.sns_topic_arn, args.sns_block, args.sns_endpoint_url):
         print(line)
     return EXIT_OK
+
+
+def open_uploads(args: argparse.Namespace) -> int:
+    """`s3flow uploads`: exit 0, or 1 when an abort failed."""
+    from s3flow import uploads
+    from s3flow.config import TransferConfig
+    from s3flow.errors import InputError
+    from s3flow.manifest import parse_uri
+    from s3flow.retry import Retrier
+    from s3flow.storage import Storage
+
+    try:
+        prefix = parse_uri(args.prefix)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    if args.abort and not args.older_than:
+        raise InputError("--abort needs --older-than AGE: an upload younger than that may be another "
+                         "writer's, still in progress")
+    age = uploads.parse_age(args.older_than) if args.older_than else None
+    storage, retrier = Storage(), Retrier(TransferConfig())
+    storage.check_credentials("bucket")
+    if not args.abort:
+        found = uploads.report(storage, [prefix], retrier).to_json()
+        print(json.dumps(found) if args.json else uploads.text(found).replace("the destinations", args.prefix))
+        return EXIT_OK
+    aborted, failed = uploads.abort_older(storage, prefix, age, retrier, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps({"aborted": aborted, "failed": failed, "dry_run": args.dry_run}))
+    else:
+        verb = "would abort" if args.dry_run else "aborted"
+        for upload in aborted:
+            print(f"{verb} {upload['uri']} upload {upload['upload_id']} (started {upload['initiated']})")
+        for upload in failed:
+            print(f"FAILED {upload['uri']} upload {upload['upload_id']}: {upload['error']}")
+        print(f"{len(aborted)} {verb}, {len(failed)} failed, under {args.prefix} older than {args.older_than}")
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _reason(detail: str) -> str:
@@ -275,7 +411,7 @@ def _reason(detail: str) -> str:
 
 
 def transfer(args: argparse.Namespace) -> int:
-    from flows.transfer import artifact_base, hand_over, open_transfer, transfer_manifest
+    from s3flow.flows.transfer import artifact_base, hand_over, open_transfer, transfer_manifest
     from s3flow import estimate
     from s3flow.errors import InputError
 

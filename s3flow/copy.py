@@ -131,6 +131,7 @@ class Copier:
         self._probe = threading.Lock()  # held by the first part copy until its ETag is known
         self._probed = threading.Event()
         self.on_bytes: Callable[[int], None] | None = None  # told of bytes written, part by part
+        self.on_upload: Callable[[ObjectRef, str, str], None] | None = None  # (where, upload id, UPLOAD_*)
         self._files = ThreadPoolExecutor(config.max_concurrency, thread_name_prefix="s3flow-file")
         self._parts = ThreadPoolExecutor(config.max_concurrency, thread_name_prefix="s3flow-part")
 
@@ -376,6 +377,8 @@ class Copier:
         tags = self._request(attempts, self.source.tags, source.ref)
         upload_id = self._request(attempts, self.destination.create_multipart, source, destination, tags,
                                   destination_properties(self.config, source))
+        self._upload(destination, upload_id, UPLOAD_STARTED)
+
         def one_part(number: int, first: int, last: int) -> Written:
             self._go("cancelled part-way through a multipart copy: the upload was aborted, "
                      "nothing was written")
@@ -391,6 +394,7 @@ class Copier:
         except BaseException:
             self._abort(destination, upload_id)
             raise
+        self._upload(destination, upload_id, UPLOAD_COMPLETED)
         if layout == "source layout":
             self._parts_keep_etag = written.etag == source.etag
         self._probed.set()  # its ETag is known: the waiting copies go on
@@ -496,6 +500,14 @@ class Copier:
             self._request(Attempts(), self.destination.abort_multipart, destination, upload_id)
         except S3Error as exc:
             log.error("could not abort multipart upload %s of %s: %s", upload_id, destination, exc)
+            return  # still open: the record says started, and the next run aborts it
+        self._upload(destination, upload_id, UPLOAD_ABORTED)
+
+    def _upload(self, destination: ObjectRef, upload_id: str, what: str) -> None:
+        """Tell whoever records the transfer that a multipart upload started or closed:
+        an upload recorded as started and never closed is one a crash left open."""
+        if self.on_upload is not None:
+            self.on_upload(destination, upload_id, what)
 
     def delete(self, items: list[DeleteItem]) -> list[FileResult]:
         results = []
@@ -563,6 +575,8 @@ LANE_SUSPECT_CODES = frozenset({
 })
 
 
+# What happened to a multipart upload (Copier.on_upload).
+UPLOAD_STARTED, UPLOAD_COMPLETED, UPLOAD_ABORTED = "started", "completed", "aborted"
 UNEXPECTED_CODE = "Unexpected"  # an exception s3flow did not expect: a bug, named in the message
 
 

@@ -98,6 +98,8 @@ def parse(text: str, header: bool | None = None, name: str = "manifest") -> list
     table = _read_table(lines, _delimiter(lines[first]), name)
     if header is None:
         header = not table.iat[first, 0].strip().lower().startswith(SCHEME)
+        if header:
+            _check_header([value.strip() for value in table.iloc[first]], first + 1, name)
     problems: list[Problem] = []
     rows: list[ManifestRow] = []
     for index, values in enumerate(table.itertuples(index=False, name=None)):
@@ -112,6 +114,22 @@ def parse(text: str, header: bool | None = None, name: str = "manifest") -> list
     if problems:
         raise InputError(sorted(problems, key=lambda p: p.line or 0), name)
     return rows
+
+
+_COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_ -]{0,63}$")
+
+
+def _check_header(values: list[str], line: int, name: str) -> None:
+    """A first row taken for a header must read as column names: a field that is a URI,
+    or almost one (`s3:/bucket/key`, `s3//bucket`, `bucket/key`), is a mistyped row,
+    never a header to drop silently."""
+    for column, value in enumerate(v for v in values if v):
+        if not _COLUMN_NAME.match(value):
+            raise InputError([Problem(
+                f"{value[:80]!r} is not an s3:// URI, and this first row does not look like a header "
+                "(column names such as source,destination[,version_id]): fix the URI, or pass "
+                "--header if it is one", line, ("source", "destination", "version_id", "column 4")[min(column, 3)])],
+                name)
 
 
 def check_delete(rows: list[ManifestRow]) -> list[Problem]:

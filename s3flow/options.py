@@ -112,6 +112,8 @@ OPTIONS: tuple[Option, ...] = (
            flag="--shard-deployment", metavar="NAME", commands=COPY),
     Option("notification_block", None, "SnsNotification block told when files failed; empty: none.",
            commands=FLOW_ONLY),
+    Option("max_resumes", 3, "Times a deployment run that crashed (its process died) is started again by "
+           "`s3flow setup`'s automation to resume where it stopped; then it ends Failed.", commands=FLOW_ONLY),
     Option("concurrency_limit", "s3flow-requests",
            "Global concurrency limit all transfers share (created if missing).", commands=FLOW_ONLY),
 )

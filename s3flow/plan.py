@@ -8,9 +8,11 @@ held as a compact index and the source side streams page by page.
 """
 from __future__ import annotations
 
+import socket
 import time
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Iterator
+from urllib.parse import urlsplit
 
 from .config import TransferConfig
 from .errors import CREDENTIAL_CODES, InputError, S3Error
@@ -101,7 +103,7 @@ def settle(item: CopyItem, source: Storage, destination: Storage, attempts: Atte
     if item.check_destination or item.source is None:
         info = request(attempts, source.head, item.source_ref)
         if info is None:
-            raise S3Error("NoSuchKey", f"the source object {item.source_ref} does not exist")
+            raise S3Error("NoSuchKey", _missing_source(item.source_ref, source, attempts, request))
         copy, why = decide(info, request(attempts, destination.head, item.destination))
         if not copy:
             return replace(_skipped(info, item.destination, item.line, why), requests=attempts.requests)
@@ -118,6 +120,22 @@ def settle(item: CopyItem, source: Storage, destination: Storage, attempts: Atte
                       "copying", size=item.source.size, started=now, ended=now, line=item.line,
                       etag=item.source.etag, attempts=attempts.tries, requests=attempts.requests)
     return item
+
+
+def _missing_source(ref: ObjectRef, source: Storage, attempts: Attempts, request: Callable[..., object]) -> str:
+    """NoSuchKey's message, with a hint when objects exist below `key/`: the row was
+    probably meant as a prefix row."""
+    message = f"the source object {ref} does not exist"
+    if ref.version_id or ref.key.endswith("/"):
+        return message
+    try:
+        below, _ = request(attempts, source.list_page, ref.bucket, ref.key + "/", None, None, 1)
+    except S3Error:
+        return message
+    if below:
+        return (f"{message}, but objects exist below s3://{ref.bucket}/{ref.key}/: to copy that prefix, "
+                "end the source and the destination with '/'")
+    return message
 
 
 def would_copy(item: CopyItem, parts: int, attempts: Attempts) -> FileResult:
@@ -224,21 +242,43 @@ def check_buckets(rows: list[ManifestRow], source: Storage, destination: Storage
         for bucket in sorted({getattr(row, side).bucket for row in rows}):
             try:
                 code = retrier.call(storage.bucket_error, bucket)
+                # HEAD answers carry no error code: a refusal (403, or 400 for an expired
+                # or malformed token) is asked again with a listing, which names it.
+                refused = retrier.call(storage.credentials_error, bucket) \
+                    if code in ("AccessDenied", "BadRequest", "400", "403") else None
             except S3Error as exc:
-                if exc.code in ("ConnectionError", "Timeout"):
-                    raise InputError(f"cannot reach the {side} S3 endpoint {storage.endpoint_url} "
-                                     f"({exc.code}): check AWS_ENDPOINT_URL or the credentials "
-                                     "block's endpoint") from None
-                raise
+                raise InputError(_unreachable(side, storage.endpoint_url, bucket, exc,
+                                              retrier.config.max_attempts)) from None
             if code == "NoSuchBucket":
                 missing[bucket] = (code, f"the {side} bucket {bucket!r} does not exist")
-            elif code == "AccessDenied":
-                refused = retrier.call(storage.credentials_error, bucket)
-                if refused in CREDENTIAL_CODES:
-                    raise InputError(f"the {side} credentials are not valid at {storage.endpoint_url} "
-                                     f"({refused}): check the access key and secret, or the "
-                                     "credentials block")
+            elif refused in CREDENTIAL_CODES:
+                raise InputError(f"the {side} credentials are not valid at {storage.endpoint_url} "
+                                 f"({refused}): {CREDENTIAL_HINTS.get(refused, CREDENTIAL_HINTS[''])}")
     return missing
+
+
+CREDENTIAL_HINTS = {
+    "ExpiredToken": "the session token has expired: get new temporary credentials "
+                    "(aws sso login, aws sts assume-role...)",
+    "InvalidToken": "the session token is not valid: check AWS_SESSION_TOKEN, or unset it for long-term keys",
+    "TokenRefreshRequired": "the session token must be refreshed: get new temporary credentials",
+    "": "check the access key and secret, or the credentials block",
+}
+
+
+def _unreachable(side: str, url: str, bucket: str, error: S3Error, tries: int) -> str:
+    """Why an endpoint could not be asked about a bucket, in the user's words."""
+    host = urlsplit(url).hostname or url
+    if error.code in ("ConnectionError", "Timeout"):
+        try:
+            socket.getaddrinfo(host, None)
+        except OSError:
+            return (f"the {side} S3 endpoint's host {host!r} does not resolve ({url}): check "
+                    "AWS_ENDPOINT_URL or the credentials block's endpoint")
+        return (f"cannot reach the {side} S3 endpoint {url} ({error.code}): check AWS_ENDPOINT_URL "
+                "or the credentials block's endpoint, and that the server is up")
+    return (f"the {side} S3 endpoint {url} answered {error.code} for the bucket {bucket!r} "
+            f"{tries} times: {error.message or 'no message'}; nothing was copied, try again later")
 
 
 class Batcher:

@@ -34,7 +34,7 @@ from awscrt import io as crt_io
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectTimeoutError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
-from botocore.exceptions import NoCredentialsError, PartialCredentialsError, ReadTimeoutError
+from botocore.exceptions import NoCredentialsError, PartialCredentialsError, ProfileNotFound, ReadTimeoutError
 
 from .config import Endpoint
 from .errors import InputError, S3Error
@@ -78,6 +78,26 @@ class ObjectInfo:
         return self.storage_class in ARCHIVE_CLASSES and not self.restored
 
 
+def _check_endpoint_url(url: str | None) -> None:
+    """An endpoint URL must say http:// or https:// and name a host (botocore's own error
+    is a traceback, and `localhost:9000` parses as a URL with the scheme "localhost")."""
+    if not url:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError(f"the S3 endpoint URL {url!r} needs a scheme and a host, e.g. http://{url.split('://')[-1]} "
+                         "(AWS_ENDPOINT_URL or the credentials block's endpoint)")
+
+
+@dataclass(frozen=True)
+class OpenUpload:
+    """A multipart upload started and neither completed nor aborted."""
+
+    ref: ObjectRef
+    upload_id: str
+    initiated: float | None  # epoch seconds
+
+
 class Storage:
     """One S3 endpoint with one set of credentials (a side of a transfer)."""
 
@@ -88,17 +108,28 @@ class Storage:
         self.endpoint = endpoint
         # Requests that read a requester-pays source must say who pays (harmless elsewhere).
         self._payer = {"RequestPayer": "requester"} if requester_pays else {}
-        session = boto3.session.Session(
-            aws_access_key_id=endpoint.access_key_id,
-            aws_secret_access_key=endpoint.secret_access_key,
-            aws_session_token=endpoint.session_token,
-            region_name=endpoint.region, profile_name=endpoint.profile,
-        )
-        self._session = session
-        self._client = session.client("s3", endpoint_url=endpoint.endpoint_url, config=Config(
-            max_pool_connections=max_connections, retries={"total_max_attempts": 1},
-            connect_timeout=10, read_timeout=900, tcp_keepalive=True,
-        ))
+        _check_endpoint_url(endpoint.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")
+                            or os.environ.get("AWS_ENDPOINT_URL"))
+        try:
+            session = boto3.session.Session(
+                aws_access_key_id=endpoint.access_key_id,
+                aws_secret_access_key=endpoint.secret_access_key,
+                aws_session_token=endpoint.session_token,
+                region_name=endpoint.region, profile_name=endpoint.profile,
+            )
+            self._session = session
+            self._client = session.client("s3", endpoint_url=endpoint.endpoint_url, config=Config(
+                max_pool_connections=max_connections, retries={"total_max_attempts": 1},
+                connect_timeout=10, read_timeout=900, tcp_keepalive=True,
+            ))
+        except ProfileNotFound as exc:
+            where = "the credentials block's profile" if endpoint.profile else "AWS_PROFILE"
+            raise InputError(f"the AWS profile {exc.kwargs.get('profile')!r} ({where}) is not in "
+                             "~/.aws/config or ~/.aws/credentials: `aws configure list-profiles` "
+                             "lists those there") from None
+        except ValueError as exc:  # botocore: "Invalid endpoint: ..."
+            raise InputError(f"the S3 endpoint is not valid ({exc}): give a URL such as "
+                             "https://s3.example.com:9000 in AWS_ENDPOINT_URL or the credentials block") from None
         if copy_lane is None:
             copy_lane = os.environ.get("S3FLOW_COPY_LANE", "on").lower() not in ("off", "0", "false", "no") \
                 and not any(os.environ.get(name) for name in _PROXY_VARIABLES)
@@ -210,10 +241,10 @@ class Storage:
             self._client.delete_object(Bucket=ref.bucket, Key=ref.key)
 
     def list_page(self, bucket: str, prefix: str, token: str | None,
-                  start_after: str | None = None) -> tuple[list[ObjectInfo], str | None]:
+                  start_after: str | None = None, max_keys: int = 1000) -> tuple[list[ObjectInfo], str | None]:
         """One page of objects under a prefix (after `start_after`), in key order, and the
         next page's token."""
-        args = {"Bucket": bucket, "Prefix": prefix, **self._payer}
+        args = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": max_keys, **self._payer}
         if token:
             args["ContinuationToken"] = token
         elif start_after:
@@ -291,6 +322,35 @@ class Storage:
         with _translated(destination.bucket, destination.key):
             self._client.abort_multipart_upload(
                 Bucket=destination.bucket, Key=destination.key, UploadId=upload_id)
+
+    def upload_page(self, bucket: str, prefix: str, marker: tuple[str, str] | None
+                    ) -> tuple[list["OpenUpload"], tuple[str, str] | None]:
+        """One page of incomplete multipart uploads under a prefix, and the next page's
+        (key, upload id) marker."""
+        args = {"Bucket": bucket, "Prefix": prefix}
+        if marker:
+            args["KeyMarker"], args["UploadIdMarker"] = marker
+        with _translated(bucket, prefix):
+            answer = self._client.list_multipart_uploads(**args)
+        uploads = [OpenUpload(ObjectRef(bucket, item["Key"]), item["UploadId"],
+                              item["Initiated"].timestamp() if item.get("Initiated") else None)
+                   for item in answer.get("Uploads", ())]
+        more = answer.get("IsTruncated") and (answer.get("NextKeyMarker"), answer.get("NextUploadIdMarker"))
+        return uploads, more or None
+
+    def upload_bytes(self, upload: "OpenUpload") -> int:
+        """The bytes an incomplete upload's parts hold (billed until it is aborted)."""
+        total, marker = 0, None
+        while True:
+            args = {"Bucket": upload.ref.bucket, "Key": upload.ref.key, "UploadId": upload.upload_id}
+            if marker:
+                args["PartNumberMarker"] = marker
+            with _translated(upload.ref.bucket, upload.ref.key):
+                answer = self._client.list_parts(**args)
+            total += sum(part.get("Size", 0) for part in answer.get("Parts", ()))
+            if not answer.get("IsTruncated"):
+                return total
+            marker = answer.get("NextPartNumberMarker")
 
     def delete_objects(self, bucket: str, keys: list[str]) -> dict[str, str]:
         """Delete up to 1,000 keys in one request; the keys that failed, with their codes."""

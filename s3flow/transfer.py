@@ -40,7 +40,7 @@ from .plan import (
     Batcher, CopyItem, DeleteItem, Planned, Planner, cancelled_rows, check_buckets, needs_settling, settle,
     would_copy,
 )
-from .record import CANCELLED, FAILED, WOULD_DELETE, FileResult
+from .record import CANCELLED, FAILED, WOULD_DELETE, FileResult, ObjectRef
 from .report import Summary
 from .retry import Attempts, Retrier
 from .storage import Storage
@@ -132,6 +132,7 @@ class Runner:
     """Runs a transfer's plan: see the module's table. One per run."""
 
     def __init__(self, transfer: Transfer, on_result: OnResult | None = None, *,
+                 on_upload: Callable[[ObjectRef, str, str], None] | None = None,
                  execute: Execute | None = None, batches_in_flight: int = BATCHES_IN_FLIGHT,
                  stop_signals: tuple[type[BaseException], ...] = (KeyboardInterrupt,),
                  cancel_grace: float = CANCEL_GRACE) -> None:
@@ -140,6 +141,7 @@ class Runner:
         self.on_result = on_result
         self.copier = Copier(self.config, transfer.source, transfer.destination)
         self.copier.on_bytes = self._wrote
+        self.copier.on_upload = on_upload
         self.summary = Summary()
         self.planned = 0  # files planned so far
         self.planned_bytes = 0  # their bytes, where a listing told

@@ -4,7 +4,7 @@ It forwards every request unchanged (the Host header too, so SigV4 signatures
 still verify) and can, per request and with a seeded random source: answer 503
 SlowDown or 500 InternalError without forwarding, reset the connection, delay (some keys more),
 or answer AccessDenied for chosen keys every time (SignatureDoesNotMatch for a
-chosen client). It records every request it
+chosen client, ExpiredToken or another code for requests with a session token). It records every request it
 saw, so tests can count, for example, the CopyObject requests per key.
 """
 from __future__ import annotations
@@ -34,6 +34,7 @@ class Faults:
     slow_delay: float = 0.0
     denied: tuple[str, ...] = ()  # key substrings that always get AccessDenied
     bad_signature: str = ""  # a User-Agent prefix whose requests all get SignatureDoesNotMatch
+    token_refused: str = ""  # requests with a session token get this code (400): ExpiredToken...
     seed: int = 7
 
 
@@ -108,6 +109,8 @@ class FaultProxy:
         agent = request.headers.get("User-Agent", "")
         if self.faults.bad_signature and agent.startswith(self.faults.bad_signature):
             fault = "signature"
+        if self.faults.token_refused and request.headers.get("X-Amz-Security-Token"):
+            fault = "token"
         self.seen.append(Seen(request.command, bucket, key, parts.query,
                               request.headers.get("x-amz-copy-source", ""), fault,
                               agent))
@@ -119,7 +122,8 @@ class FaultProxy:
         if fault:
             status, code = {"slowdown": (503, "SlowDown"), "internal": (500, "InternalError"),
                             "denied": (403, "AccessDenied"),
-                            "signature": (403, "SignatureDoesNotMatch")}[fault]
+                            "signature": (403, "SignatureDoesNotMatch"),
+                            "token": (400, self.faults.token_refused)}[fault]
             self._reply(request, status, {"Content-Type": "application/xml"},
                         _ERROR.format(code=code, message=f"injected {code}").encode())
             return

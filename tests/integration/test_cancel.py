@@ -17,7 +17,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
 
-from flows.transfer import artifact_base
+from s3flow.flows.transfer import artifact_base
 from tests.conftest import VENV_BIN, listing, put_multipart
 from tests.faultproxy import FaultProxy, Faults
 from tests.integration.conftest import prefect_cli

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 
-from flows.transfer import artifact_base, transfer_manifest
+from s3flow.flows.transfer import artifact_base, transfer_manifest
 from s3flow.storage import LANE_AGENT
 from tests.conftest import listing
 from tests.faultproxy import Faults

@@ -6,7 +6,7 @@ import os
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 
-from flows.transfer import artifact_base
+from s3flow.flows.transfer import artifact_base
 from tests.conftest import listing
 
 

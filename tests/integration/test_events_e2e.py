@@ -16,7 +16,7 @@ import uuid
 import boto3
 import pytest
 
-from flows.replicate import replication_key
+from s3flow.flows.replicate import replication_key
 from tests.conftest import MOTO_CREDENTIALS, VENV_BIN, run_cli
 from tests.integration.conftest import stop
 from tests.integration.test_transfer_flow import artifacts

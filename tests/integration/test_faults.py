@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from flows.status import transfer_status
-from flows.transfer import artifact_base, transfer_manifest
+from s3flow.flows.status import transfer_status
+from s3flow.flows.transfer import artifact_base, transfer_manifest
 from tests.conftest import VENV_BIN, listing, put_multipart
 from tests.faultproxy import FaultProxy, Faults
 from tests.integration.test_transfer_flow import artifacts, table_rows

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from flows.transfer import artifact_base
+from s3flow.flows.transfer import artifact_base
 from s3flow.cli import main
 from tests.conftest import listing, put_multipart
 

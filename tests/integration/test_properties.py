@@ -98,7 +98,7 @@ def test_etags_match_where_the_store_computes_them_as_s3_does(moto_store, tmp_pa
 def test_each_copy_records_the_checksum_s3_computed(store, tmp_path, capsys):
     """CRC32C is asked for on every copy; what the store answers is in the per-file table
     and is what the destination reports later, so an audit can compare the two."""
-    from flows.transfer import artifact_base
+    from s3flow.flows.transfer import artifact_base
     from tests.integration.test_transfer_flow import artifacts, table_rows
 
     client, src, dst = store
@@ -121,7 +121,7 @@ def test_other_stores_copy_multipart_sources_whole_where_that_keeps_the_etag(req
                                                                            tmp_path, capsys):
     """SeaweedFS keeps a multipart source's ETag on a single CopyObject, which costs it half
     the CPU of part copies: by default (--part-copies auto) that is how it gets them."""
-    from flows.transfer import artifact_base
+    from s3flow.flows.transfer import artifact_base
     from tests.integration.test_transfer_flow import artifacts, table_rows
 
     client, src, dst = _store("seaweed", request, monkeypatch)

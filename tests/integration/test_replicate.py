@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from blocks.sns import SnsNotification
-from flows.replicate import replicate_object, replication_key
+from s3flow.blocks.sns import SnsNotification
+from s3flow.flows.replicate import replicate_object, replication_key
 from tests.integration.test_transfer_flow import artifacts
 
 
@@ -103,7 +103,7 @@ def test_invalid_request_fails_with_the_problems_named(aws, prefect_api):
 
 
 def test_transfer_manifest_notifies_its_top_failures(aws, prefect_api, tmp_path):
-    from flows.transfer import artifact_base, transfer_manifest
+    from s3flow.flows.transfer import artifact_base, transfer_manifest
 
     s3, b = aws["s3"], aws["buckets"]
     s3.put_object(Bucket=b["global-builds"], Key="batch/ok.fq", Body=b"ACGT")

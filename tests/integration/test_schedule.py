@@ -11,7 +11,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymen
 from prefect.client.schemas.schedules import IntervalSchedule
 from prefect.deployments import run_deployment
 
-from flows.transfer import artifact_base
+from s3flow.flows.transfer import artifact_base
 from tests.conftest import listing
 from tests.faultproxy import FaultProxy, Faults
 from tests.integration.test_faults import fill

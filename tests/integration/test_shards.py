@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import re
 
-from flows.shard import shards_of, transfer_shard
-from flows.transfer import artifact_base, open_transfer, transfer_manifest
+from s3flow.flows.shard import shards_of, transfer_shard
+from s3flow.flows.transfer import artifact_base, open_transfer, transfer_manifest
 from tests.conftest import listing
 from tests.integration.test_faults import fill
 from tests.integration.test_transfer_flow import artifacts, table_rows

@@ -7,7 +7,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-from flows.transfer import CONCURRENCY_LIMIT, artifact_base, transfer_manifest
+from s3flow.flows.transfer import CONCURRENCY_LIMIT, artifact_base, transfer_manifest
 from s3flow.cli import main
 from tests.conftest import listing
 

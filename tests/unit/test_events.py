@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from flows.bridge import HttpBridge, PrefectEvents, SqsBridge
+from s3flow.flows.bridge import HttpBridge, PrefectEvents, SqsBridge
 from s3flow.events import (
     BadSignature, MalformedMessage, string_to_sign, translate, verify_sns,
 )

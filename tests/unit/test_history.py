@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from flows.history import GROUPS, History, ROWS_PER_EVENT, group_of
+from s3flow.flows.history import GROUPS, History, ROWS_PER_EVENT, group_of
 from s3flow.record import COPIED, FAILED, FileResult
 
 

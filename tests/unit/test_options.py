@@ -14,7 +14,7 @@ from s3flow.errors import InputError
 def test_the_flow_parameters_are_the_options_with_their_defaults_and_descriptions():
     from prefect.utilities.callables import parameter_schema
 
-    from flows.transfer import transfer_manifest
+    from s3flow.flows.transfer import transfer_manifest
 
     signature = inspect.signature(transfer_manifest.fn).parameters
     assert set(signature) <= set(options.BY_NAME)

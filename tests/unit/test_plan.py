@@ -37,7 +37,7 @@ class FakeListing:
     def bucket_error(self, bucket):
         return None
 
-    def list_page(self, bucket, prefix, token, start_after=None):
+    def list_page(self, bucket, prefix, token, start_after=None, max_keys=1000):
         """StartAfter as a marker in this store's own order (as SeaweedFS's walk has it)."""
         mine = [o for o in self.objects if o.ref.bucket == bucket and o.ref.key.startswith(prefix)]
         keys = [o.ref.key for o in mine]

@@ -35,7 +35,7 @@ class MemoryStore:
     def bucket_error(self, bucket: str):
         return None if bucket in self.objects else "NoSuchBucket"
 
-    def list_page(self, bucket, prefix, token, start_after=None):
+    def list_page(self, bucket, prefix, token, start_after=None, max_keys=1000):
         keys = sorted(k for k in self.objects[bucket] if k.startswith(prefix))
         return [self.objects[bucket][k] for k in keys], None
 
