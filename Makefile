@@ -30,7 +30,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check s3flow flows blocks
 	$(VENV)/bin/mypy s3flow flows blocks
 
-test: $(STAMP) browser
+test: $(STAMP) browser lint
 	$(PY) -m pytest -q
 
 # The reference tools live in their own venv: awscli pins a botocore of its own.

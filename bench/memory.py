@@ -20,11 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from s3flow.config import TransferConfig  # noqa: E402
-from s3flow.manifest import parse  # noqa: E402
-from s3flow.record import ObjectRef  # noqa: E402
-from s3flow.storage import ObjectInfo, Written  # noqa: E402
-from s3flow.transfer import Transfer  # noqa: E402
+from s3flow.config import TransferConfig
+from s3flow.manifest import parse
+from s3flow.record import ObjectRef
+from s3flow.storage import ObjectInfo, Written
+from s3flow.transfer import Transfer
 
 ETAG = "9e107d9d372bb6826bd81d3542a419d6"
 

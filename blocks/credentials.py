@@ -1,4 +1,5 @@
 """prefect-aws AwsCredentials blocks as the engine's plain Endpoint values."""
+
 from __future__ import annotations
 
 from s3flow.config import Endpoint
@@ -16,7 +17,8 @@ def endpoint_from_block(name: str | None) -> Endpoint:
     except ValueError:
         raise InputError(
             f"no AwsCredentials block named {name!r}: create it in the Prefect UI (Blocks) or "
-            "with `prefect block create aws-credentials`") from None
+            "with `prefect block create aws-credentials`"
+        ) from None
     secret = block.aws_secret_access_key
     return Endpoint(
         endpoint_url=block.aws_client_parameters.endpoint_url,

@@ -13,6 +13,7 @@ in deployments/ instead).
   body that is none of the known shapes 400, and no event. SNS subscription
   confirmations are confirmed (GET SubscribeURL) once verified.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -43,11 +44,13 @@ class PrefectEvents:
         if not self.api_url:
             from s3flow.errors import InputError
 
-            raise InputError("the bridge needs a Prefect server: set PREFECT_API_URL "
-                             "(e.g. http://127.0.0.1:4200/api)")
+            raise InputError("the bridge needs a Prefect server: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)")
         key = api_key or PREFECT_API_KEY.value()
-        headers = {"Authorization": f"Bearer {key.get_secret_value() if hasattr(key, 'get_secret_value') else key}"} \
-            if key else {}
+        headers = (
+            {"Authorization": f"Bearer {key.get_secret_value() if hasattr(key, 'get_secret_value') else key}"}
+            if key
+            else {}
+        )
         self._http = httpx.Client(timeout=timeout, headers=headers)
 
     def send(self, events: list[dict]) -> None:
@@ -75,11 +78,23 @@ class Counts:
 
 
 # SQS answers that retrying cannot change (decided by error code, as for S3: errors.py).
-SQS_PERMANENT_CODES = frozenset({
-    "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "AccessDenied", "AccessDeniedException",
-    "InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken", "UnrecognizedClientException",
-    "InvalidAddress", "InvalidSecurity", "KmsAccessDenied", "KmsDisabled", "KmsNotFound",
-})
+SQS_PERMANENT_CODES = frozenset(
+    {
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+        "AccessDenied",
+        "AccessDeniedException",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "UnrecognizedClientException",
+        "InvalidAddress",
+        "InvalidSecurity",
+        "KmsAccessDenied",
+        "KmsDisabled",
+        "KmsNotFound",
+    }
+)
 
 
 def sqs_permanent(error: BaseException) -> str | None:
@@ -116,20 +131,22 @@ class SqsBridge:
             try:
                 self.poll_once()
                 failures = 0
-            except Exception as exc:  # noqa: BLE001 - sorted below: permanent stops, the rest waits
+            except Exception as exc:
                 if (why := sqs_permanent(exc)) is not None:
                     raise InputError(f"bridge: the queue {self.queue_url} refused: {why}") from None
                 failures += 1
-                delay = min(30.0, 0.5 * 2 ** failures)
+                delay = min(30.0, 0.5 * 2**failures)
                 log.error("bridge: %s; trying again in %.0f s", exc, delay)
                 self.stopping.wait(delay)
 
     def poll_once(self) -> int:
         """One receive; the messages deleted (their events all accepted, or nothing to send)."""
-        answer = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
-                                          WaitTimeSeconds=self.wait_seconds)
+        answer = self.sqs.receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=self.wait_seconds
+        )
         messages = answer.get("Messages", [])
-        done, events = [], []
+        done: list[dict] = []
+        events: list[dict] = []
         for message in messages:
             self.counts.add(messages=1)
             try:
@@ -152,16 +169,19 @@ class SqsBridge:
         for event in events:
             log.info("bridge: %s s3://%s/%s", event["event"], event["payload"]["bucket"], event["payload"]["key"])
         if done:
-            self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)])
+            self.sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+            )
         return len(done)
 
 
 class HttpBridge:
     """The HTTP endpoint; `handle` decides every request (status, reply) and is what tests call."""
 
-    def __init__(self, events: PrefectEvents, secret: str | None = None,
-                 fetch=None, cert_host: re.Pattern = AWS_CERT_HOST) -> None:
+    def __init__(
+        self, events: PrefectEvents, secret: str | None = None, fetch=None, cert_host: re.Pattern = AWS_CERT_HOST
+    ) -> None:
         self.events = events
         self.secret = secret
         self.fetch = fetch or _fetch
@@ -189,8 +209,11 @@ class HttpBridge:
         except ValueError:
             message = None
         trusted = self._has_secret(headers)
-        is_sns = isinstance(message, dict) and message.get("Type") in (
-            "Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation") and "Signature" in message
+        is_sns = (
+            isinstance(message, dict)
+            and message.get("Type") in ("Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation")
+            and "Signature" in message
+        )
         if not trusted:
             if not is_sns:
                 self.counts.add(rejected=1)
@@ -265,6 +288,7 @@ def _fetch(url: str) -> bytes:
 
 def run_until_signalled(stop) -> None:
     """Call stop() on SIGTERM or SIGINT (Ctrl-C)."""
+
     def handler(signum, frame):
         log.info("bridge: stopping (signal %d)", signum)
         stop()

@@ -19,6 +19,7 @@ Prefect keeps events for PREFECT_SERVER_EVENTS_RETENTION_PERIOD (7 days by defau
 an audit trail needs it raised on the server (see the README). `--scan-artifacts`
 reads the per-file tables instead: complete as long as artifacts are kept, slower.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -27,9 +28,9 @@ import logging
 import threading
 import uuid
 import zlib
+from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
-from typing import Callable
+from datetime import UTC, datetime, timedelta
 
 from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
@@ -86,8 +87,9 @@ class History:
     """Buffers a run's file rows (FileResult.row()) into grouped events (see the module's
     docstring). Thread-safe: a transfer's batches finish on several threads."""
 
-    def __init__(self, run_id: str, send: Callable[[list[dict]], None] | None = None,
-                 flush_seconds: float = FLUSH_SECONDS) -> None:
+    def __init__(
+        self, run_id: str, send: Callable[[list[dict]], None] | None = None, flush_seconds: float = FLUSH_SECONDS
+    ) -> None:
         self.run_id = run_id
         self.send = send or post_events
         self.flush_seconds = flush_seconds
@@ -148,8 +150,7 @@ class History:
             if ready:
                 self._send(ready)
         except Exception as exc:  # kept for the next flush
-            log.warning("history events of %d groups not recorded yet (kept for the next try): %s",
-                        len(ready), exc)
+            log.warning("history events of %d groups not recorded yet (kept for the next try): %s", len(ready), exc)
 
     def _drain(self) -> list[dict]:
         if self._timer is not None:
@@ -161,20 +162,22 @@ class History:
 
     def _event(self, key: tuple[str, str], rows: list[dict], sources: set[str]) -> dict:
         status, group = key
-        related = [{"prefect.resource.id": source, "prefect.resource.role": "source"}
-                   for source in sorted(sources)]
+        related = [{"prefect.resource.id": source, "prefect.resource.role": "source"} for source in sorted(sources)]
         if self.run_id:
-            related.append({"prefect.resource.id": f"prefect.flow-run.{self.run_id}",
-                            "prefect.resource.role": "flow-run"})
+            related.append(
+                {"prefect.resource.id": f"prefect.flow-run.{self.run_id}", "prefect.resource.role": "flow-run"}
+            )
         stamps = [row["end"] or row["start"] for row in rows if row["end"] or row["start"]]
-        occurred = max(stamps) if stamps else datetime.now(timezone.utc).isoformat()  # all UTC ISO 8601
-        folder, _, bucket_number = group[len(GROUP):].rpartition("#")
+        occurred = max(stamps) if stamps else datetime.now(UTC).isoformat()  # all UTC ISO 8601
+        folder, _, bucket_number = group[len(GROUP) :].rpartition("#")
         return {
             "id": str(uuid.uuid4()),
             "occurred": occurred,
             "event": f"{EVENT_PREFIX}{status}",
-            "resource": {"prefect.resource.id": group,
-                         "prefect.resource.name": f"{folder} (name group {bucket_number} of {GROUPS})"},
+            "resource": {
+                "prefect.resource.id": group,
+                "prefect.resource.name": f"{folder} (name group {bucket_number} of {GROUPS})",
+            },
             "related": related,
             "payload": {"flow_run_id": self.run_id, "files": rows},
         }
@@ -183,7 +186,7 @@ class History:
 def post_events(events: list[dict]) -> None:
     with get_client(sync_client=True) as client:
         for start in range(0, len(events), EVENTS_PER_REQUEST):
-            client.request("POST", "/events", json=events[start:start + EVENTS_PER_REQUEST])
+            client.request("POST", "/events", json=events[start : start + EVENTS_PER_REQUEST])
 
 
 def record_events(results: list[FileResult]) -> None:
@@ -195,17 +198,27 @@ def record_events(results: list[FileResult]) -> None:
 
 def object_history(uri: str, limit: int = 1000) -> list[dict]:
     """Every recorded file result with `uri` as source or destination, newest first."""
-    since = (datetime.now(timezone.utc) - timedelta(days=365 * 20)).isoformat()
-    until = (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()
-    query = {"filter": {"occurred": {"since": since, "until": until}, "event": {"prefix": [EVENT_PREFIX]},
-                        "any_resource": {"id": [group_of(uri)]}, "order": "DESC"}, "limit": 50}
+    since = (datetime.now(UTC) - timedelta(days=365 * 20)).isoformat()
+    until = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    query = {
+        "filter": {
+            "occurred": {"since": since, "until": until},
+            "event": {"prefix": [EVENT_PREFIX]},
+            "any_resource": {"id": [group_of(uri)]},
+            "order": "DESC",
+        },
+        "limit": 50,
+    }
     found: list[dict] = []
     with get_client(sync_client=True) as client:
         page = client.request("POST", "/events/filter", json=query).json()
         while True:
             for event in page["events"]:
-                found.extend(_entry(row, uri, event["payload"].get("flow_run_id"), event["occurred"])
-                             for row in event["payload"].get("files", ()) if _touches(row, uri))
+                found.extend(
+                    _entry(row, uri, event["payload"].get("flow_run_id"), event["occurred"])
+                    for row in event["payload"].get("files", ())
+                    if _touches(row, uri)
+                )
             if not page.get("next_page") or len(found) >= limit:
                 break
             page = client._client.get(page["next_page"]).json()
@@ -214,7 +227,7 @@ def object_history(uri: str, limit: int = 1000) -> list[dict]:
 
 def _names(recorded: str | None, uri: str) -> bool:
     """The recorded object is `uri`, or a version of it."""
-    return bool(recorded) and (recorded == uri or recorded.startswith(f"{uri}?versionId="))
+    return recorded is not None and (recorded == uri or recorded.startswith(f"{uri}?versionId="))
 
 
 def _touches(row: dict, uri: str) -> bool:
@@ -222,10 +235,27 @@ def _touches(row: dict, uri: str) -> bool:
 
 
 def _entry(row: dict, uri: str, flow_run_id: str | None, fallback_time: str | None) -> dict:
-    return {"time": row.get("end") or fallback_time, "role": "destination" if _names(row["destination"], uri)
-            else "source", "flow_run_id": flow_run_id,
-            **{k: row.get(k) for k in ("status", "trigger", "source", "destination", "attempts", "size",
-                                      "etag", "checksum", "error", "detail", "line")}}
+    return {
+        "time": row.get("end") or fallback_time,
+        "role": "destination" if _names(row["destination"], uri) else "source",
+        "flow_run_id": flow_run_id,
+        **{
+            k: row.get(k)
+            for k in (
+                "status",
+                "trigger",
+                "source",
+                "destination",
+                "attempts",
+                "size",
+                "etag",
+                "checksum",
+                "error",
+                "detail",
+                "line",
+            )
+        },
+    }
 
 
 def scan_artifacts(uri: str, limit: int = 1000) -> list[dict]:
@@ -234,18 +264,18 @@ def scan_artifacts(uri: str, limit: int = 1000) -> list[dict]:
 
     from s3flow.flows.status import BATCH_MARK
 
-    found = []
+    found: list[dict] = []
     offset = 0
     with get_client(sync_client=True) as client:
         while True:
-            page = client.read_artifacts(artifact_filter=ArtifactFilter(type=ArtifactFilterType(any_=["table"])),
-                                         limit=200, offset=offset)
+            page = client.read_artifacts(
+                artifact_filter=ArtifactFilter(type=ArtifactFilterType(any_=["table"])), limit=200, offset=offset
+            )
             for artifact in page:
                 if not (artifact.description or "").startswith(BATCH_MARK):
                     continue
                 rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
-                found.extend(_entry(row, uri, str(artifact.flow_run_id), None)
-                             for row in rows if _touches(row, uri))
+                found.extend(_entry(row, uri, str(artifact.flow_run_id), None) for row in rows if _touches(row, uri))
             if len(page) < 200:
                 break
             offset += 200

@@ -17,6 +17,7 @@ and `close()` tries again before the run ends. A process killed outright loses a
 most the last FLUSH_SECONDS of rows from Prefect (the next run of the transfer finds
 those files copied at the destination, and skips them).
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -24,9 +25,9 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import UTC, datetime
 
 from prefect import get_run_logger
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
@@ -42,8 +43,9 @@ def _logger():
     """The run's logger (the thread runs in the flow's context), else the module's."""
     try:
         return get_run_logger()
-    except Exception:  # noqa: BLE001 - outside a run
+    except Exception:
         return _log
+
 
 FLUSH_SECONDS = 1.0
 PAGE_ROWS = 500  # rows per table artifact: a 10,000-row table took the UI 114 s to render
@@ -56,8 +58,14 @@ WARN_EVERY = 30.0  # seconds between warnings while Prefect refuses writes
 class Recorder:
     """The live, complete record of a run's files in Prefect (see the module's table)."""
 
-    def __init__(self, history: History, trigger: str, progress: Callable[[], tuple[float, str]] | None,
-                 progress_key: str | None, flush_seconds: float = FLUSH_SECONDS) -> None:
+    def __init__(
+        self,
+        history: History,
+        trigger: str,
+        progress: Callable[[], tuple[float, str]] | None,
+        progress_key: str | None,
+        flush_seconds: float = FLUSH_SECONDS,
+    ) -> None:
         self.history = history
         self.trigger = trigger
         self._progress = progress
@@ -75,8 +83,7 @@ class Recorder:
         self._warned = 0.0
         self._stop = threading.Event()
         context = contextvars.copy_context()  # the same Prefect settings, API and run
-        self._thread = threading.Thread(target=context.run, args=(self._loop,), name="s3flow-recorder",
-                                        daemon=True)
+        self._thread = threading.Thread(target=context.run, args=(self._loop,), name="s3flow-recorder", daemon=True)
         self._thread.start()
 
     def add(self, result: FileResult) -> None:
@@ -93,8 +100,12 @@ class Recorder:
 
     def add_upload(self, destination, upload_id: str, what: str) -> None:
         """A multipart upload started, completed or aborted (copy.Copier.on_upload)."""
-        row = {"event": what, "destination": str(destination), "upload_id": upload_id,
-               "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
+        row = {
+            "event": what,
+            "destination": str(destination),
+            "upload_id": upload_id,
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        }
         with self._lock:
             self._uploads.append(row)
 
@@ -119,7 +130,7 @@ class Recorder:
                 create_table_artifact(table=uploads, description=f"{UPLOADS_MARK}: page {self._upload_pages}")
                 uploads = []
             for start in range(0, len(rows), PAGE_ROWS):
-                page = rows[start:start + PAGE_ROWS]
+                page = rows[start : start + PAGE_ROWS]
                 self._pages += 1
                 create_table_artifact(table=page, description=f"{BATCH_MARK}: page {self._pages}")
                 sent = start + len(page)
@@ -127,7 +138,7 @@ class Recorder:
             self.history.flush()
             if rows or time.monotonic() - self._shown >= LIVENESS_SECONDS:
                 self._show()
-        except Exception as exc:  # noqa: BLE001 - the API away: keep the rows for the next write
+        except Exception as exc:
             with self._lock:
                 self._buffer = rows[sent:] + self._buffer
                 self._uploads = uploads + self._uploads
@@ -135,8 +146,9 @@ class Recorder:
             self.unsent_since = self.unsent_since or now
             if not quiet or now - self._warned >= WARN_EVERY:
                 self._warned = now
-                _logger().warning("file results not yet in Prefect (%d kept, sent when the API answers): %s",
-                            len(self._buffer), exc)
+                _logger().warning(
+                    "file results not yet in Prefect (%d kept, sent when the API answers): %s", len(self._buffer), exc
+                )
             return False
         if self.unsent_since is not None:
             _logger().warning("Prefect answers again: the file results kept meanwhile are recorded")
@@ -157,12 +169,13 @@ class Recorder:
         """Stop the thread and send the rest, trying for a while if the API is away."""
         self._stop.set()
         self._thread.join()
-        for attempt in range(tries):
+        for _ in range(tries):
             if self.flush():
                 return True
             time.sleep(wait)
-        _logger().error("%d file results could not be recorded in Prefect: they are in this run's log",
-                  len(self._buffer))
+        _logger().error(
+            "%d file results could not be recorded in Prefect: they are in this run's log", len(self._buffer)
+        )
         for row in self._buffer:
             _logger().error("file result: %s", row)
         return False

@@ -1,4 +1,5 @@
 """Failure notifications through a saved SnsNotification block, shared by our flows."""
+
 from __future__ import annotations
 
 import os

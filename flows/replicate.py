@@ -3,26 +3,27 @@
 Started by an `aws.s3.object.created` event (see prefect.yaml and `s3flow bridge`),
 by hand (`prefect deployment run 'replicate-object/...' --param ...`), or from code.
 """
+
 from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 from prefect.states import Failed
 
 from s3flow.blocks.credentials import endpoint_from_block
+from s3flow.config import TransferConfig
+from s3flow.errors import InputError
 from s3flow.flows.history import History, run_trigger, stamped
 from s3flow.flows.live import Recorder
 from s3flow.flows.notify import notify_failure, run_link
 from s3flow.flows.transfer import CONCURRENCY_LIMIT, _slug, ensure_concurrency_limit
-from s3flow.config import TransferConfig
-from s3flow.errors import InputError
 from s3flow.options import config_from, default
 from s3flow.record import FileResult
 from s3flow.replicate import Outcome, check_request, replicate
@@ -33,7 +34,7 @@ RETRIES, BACKOFF_BASE = 3, 2.0  # per copy: 3 retries, full-jitter backoff from 
 def replication_key(bucket: str, key: str) -> str:
     """The artifact key of one source object's replications: every run for it adds to
     one history in the UI (Artifacts, or `prefect artifact inspect KEY`)."""
-    digest = hashlib.sha1(f"{bucket}/{key}".encode("utf-8")).hexdigest()[:8]
+    digest = hashlib.sha1(f"{bucket}/{key}".encode()).hexdigest()[:8]
     return f"replicate-{_slug(bucket)[:30]}-{_slug(key)[-40:]}-{digest}".replace("--", "-")
 
 
@@ -45,15 +46,21 @@ def destinations_list(value: list[str] | str) -> list[str]:
 
 
 @task(name="copy-to-destinations", cache_policy=NO_CACHE)
-def copy_to_destinations(config: TransferConfig, source_bucket: str, source_key: str,
-                         destination_buckets: list[str], destination_key: str | None,
-                         trigger: str = "") -> list[FileResult]:
+def copy_to_destinations(
+    config: TransferConfig,
+    source_bucket: str,
+    source_key: str,
+    destination_buckets: list[str],
+    destination_key: str | None,
+    trigger: str = "",
+) -> list[FileResult]:
     """The replication on the engine's one transfer loop; each copy's result is recorded
     (file-result table, history events) the moment it is decided."""
     recorder = Recorder(History(str(flow_run.id or "")), trigger, None, None)
     try:
-        results = replicate(config, source_bucket, source_key, destination_buckets, destination_key,
-                            on_result=recorder.add)
+        results = replicate(
+            config, source_bucket, source_key, destination_buckets, destination_key, on_result=recorder.add
+        )
     finally:
         recorder.close()
     return stamped(results, trigger)
@@ -101,30 +108,60 @@ def replicate_object(
     key = replication_key(source_bucket or "none", source_key or "none")
     try:
         check_request(source_bucket, source_key, destinations, destination_key)
-        config = config_from(dict(
-            max_concurrency=max_concurrency, max_attempts=RETRIES + 1, multipart_threshold_mib=multipart_threshold_mib,
-            part_size_mib=part_size_mib, checksum_algorithm=checksum_algorithm, requester_pays=requester_pays,
-            source_credentials=source_credentials, destination_credentials=destination_credentials),
-            endpoint_from_block, backoff_base=BACKOFF_BASE)
+        config = config_from(
+            dict(
+                max_concurrency=max_concurrency,
+                max_attempts=RETRIES + 1,
+                multipart_threshold_mib=multipart_threshold_mib,
+                part_size_mib=part_size_mib,
+                checksum_algorithm=checksum_algorithm,
+                requester_pays=requester_pays,
+                source_credentials=source_credentials,
+                destination_credentials=destination_credentials,
+            ),
+            endpoint_from_block,
+            backoff_base=BACKOFF_BASE,
+        )
     except InputError as exc:
         message = f"invalid replication request: {exc.describe()}"
-        unsent = notify_failure(notification_block, f"replicate-object: invalid request for {source}"[:80],
-                                _body(source, message, None, key))
+        unsent = notify_failure(
+            notification_block,
+            f"replicate-object: invalid request for {source}"[:80],
+            _body(source, message, None, key),
+        )
         return Failed(message=message + (f"; {unsent}" if unsent else ""))
 
-    started = datetime.now(timezone.utc)
-    create_markdown_artifact(key=key, description=f"Replication of {source} started", markdown="\n".join([
-        f"# Replication of `{source}` started", "", f"- flow run: {flow_run.id} ({run_link()})",
-        f"- destinations: {', '.join(f'`{d}`' for d in destinations)}",
-        f"- started: {started.isoformat(timespec='seconds')}"]))
+    started = datetime.now(UTC)
+    create_markdown_artifact(
+        key=key,
+        description=f"Replication of {source} started",
+        markdown="\n".join(
+            [
+                f"# Replication of `{source}` started",
+                "",
+                f"- flow run: {flow_run.id} ({run_link()})",
+                f"- destinations: {', '.join(f'`{d}`' for d in destinations)}",
+                f"- started: {started.isoformat(timespec='seconds')}",
+            ]
+        ),
+    )
 
     slots = min(config.max_concurrency, ensure_concurrency_limit(concurrency_limit))
     with concurrency(concurrency_limit, occupy=max(slots, 1)):
-        results = copy_to_destinations(replace(config, max_concurrency=max(slots, 1)), source_bucket,
-                                       source_key, destinations, destination_key, run_trigger())
+        results = copy_to_destinations(
+            replace(config, max_concurrency=max(slots, 1)),
+            source_bucket,
+            source_key,
+            destinations,
+            destination_key,
+            run_trigger(),
+        )
     outcome = Outcome.of(source, results)
-    create_markdown_artifact(key=key, description=f"Replication of {source}: {outcome.headline()}",
-                             markdown=_outcome_markdown(outcome, results, started))
+    create_markdown_artifact(
+        key=key,
+        description=f"Replication of {source}: {outcome.headline()}",
+        markdown=_outcome_markdown(outcome, results, started),
+    )
     logger.info(outcome.headline())
     result = outcome.to_json()
     if not outcome.failed:
@@ -134,18 +171,23 @@ def replicate_object(
     subject = f"replicate-object: {outcome.failed} of {outcome.total} copies of {source} failed"
     unsent = notify_failure(notification_block, subject, _body(source, outcome.headline(), outcome, key))
     message = f"{outcome.failed} of {outcome.total} copies failed: " + "; ".join(
-        f"{bucket}: {error}" for bucket, error in outcome.errors.items())
+        f"{bucket}: {error}" for bucket, error in outcome.errors.items()
+    )
     return Failed(message=message + (f"; {unsent}" if unsent else ""), data=result)
 
 
 def _outcome_markdown(outcome: Outcome, results: list[FileResult], started: datetime) -> str:
-    lines = [f"# Replication of `{outcome.source}`", "",
-             f"**{outcome.succeeded} of {outcome.total} destinations succeeded, {outcome.failed} failed** "
-             f"(flow run {flow_run.id}, started {started.isoformat(timespec='seconds')})", "",
-             "| Destination | Status | Attempts | Error or detail |", "|---|---|---:|---|"]
+    lines = [
+        f"# Replication of `{outcome.source}`",
+        "",
+        f"**{outcome.succeeded} of {outcome.total} destinations succeeded, {outcome.failed} failed** "
+        f"(flow run {flow_run.id}, started {started.isoformat(timespec='seconds')})",
+        "",
+        "| Destination | Status | Attempts | Error or detail |",
+        "|---|---|---:|---|",
+    ]
     for r in results:
-        lines.append(f"| `{r.destination}` | {r.status} | {r.attempts} | "
-                     f"{(r.error or r.detail).replace('|', '/')} |")
+        lines.append(f"| `{r.destination}` | {r.status} | {r.attempts} | {(r.error or r.detail).replace('|', '/')} |")
     return "\n".join(lines)
 
 

@@ -16,24 +16,28 @@ same transfer settles both before it copies anything:
 Only uploads a run of this transfer recorded are aborted: an upload some other writer
 started is never touched (`s3flow uploads abort --older-than` is for those).
 """
+
 from __future__ import annotations
 
 import json
 import os
 import socket
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
-    ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey, ArtifactFilterType,
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
+    ArtifactFilterType,
 )
 from prefect.client.schemas.sorting import ArtifactSort
 from prefect.states import Crashed
 
-from s3flow.flows.live import UPLOADS_MARK
 from s3flow.copy import UPLOAD_STARTED
 from s3flow.errors import S3Error
+from s3flow.flows.live import UPLOADS_MARK
 from s3flow.manifest import parse_uri
 from s3flow.storage import Storage
 
@@ -49,7 +53,7 @@ def settle_earlier_runs(base: str, this_run: UUID | None, destination: Storage, 
             runs = _earlier_runs(client, base)
             for run_id, progress_updated in runs.items():
                 _settle(client, run_id, progress_updated, this_run, destination, log)
-    except Exception as exc:  # noqa: BLE001 - the copies matter more than the clean-up
+    except Exception as exc:
         log.warning("could not look at earlier runs of this transfer: %s", exc)
 
 
@@ -57,8 +61,10 @@ def _earlier_runs(client, base: str) -> dict[UUID, datetime]:
     """Flow run id -> when its progress artifact last moved, for the newest runs."""
     found: dict[UUID, datetime] = {}
     for artifact in client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"{base}-progress"])),
-            sort=ArtifactSort.CREATED_DESC, limit=RUNS_LOOKED_AT):
+        artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"{base}-progress"])),
+        sort=ArtifactSort.CREATED_DESC,
+        limit=RUNS_LOOKED_AT,
+    ):
         if artifact.flow_run_id is None:
             continue
         updated = artifact.updated or artifact.created
@@ -67,25 +73,33 @@ def _earlier_runs(client, base: str) -> dict[UUID, datetime]:
     return found
 
 
-def _settle(client, run_id: UUID, progress_updated: datetime, this_run: UUID | None, destination: Storage,
-            log) -> None:
+def _settle(client, run_id: UUID, progress_updated: datetime, this_run: UUID | None, destination: Storage, log) -> None:
     run = client.read_flow_run(run_id)
     state = run.state
     if run_id != this_run and state is not None and not state.is_final():
-        age = (datetime.now(timezone.utc) - progress_updated).total_seconds()
+        age = (datetime.now(UTC) - progress_updated).total_seconds()
         gone = _process_gone(run.labels or {})
         if not gone and age < STALE_AFTER:
-            log.warning("run %s of this transfer is still running (progress %.0f s ago): its files are "
-                        "copied once all the same, as both skip what is already there", run_id, age)
+            log.warning(
+                "run %s of this transfer is still running (progress %.0f s ago): its files are "
+                "copied once all the same, as both skip what is already there",
+                run_id,
+                age,
+            )
             return
         why = gone or f"no progress for {age:.0f} s"
         message = f"its process stopped ({why}); resumed by run {this_run}"
         client.set_flow_run_state(run_id, Crashed(message=message), force=True)
-        log.warning("run %s of this transfer was %s with no progress for %.0f s: marked Crashed; this run "
-                    "resumes it", run_id, state.type.value, age)
+        log.warning(
+            "run %s of this transfer was %s with no progress for %.0f s: marked Crashed; this run resumes it",
+            run_id,
+            state.type.value,
+            age,
+        )
     elif run_id != this_run and state is not None and state.is_crashed() and "resumed by" not in (state.message or ""):
-        client.set_flow_run_state(run_id, Crashed(message=f"{state.message or 'crashed'}; resumed by run {this_run}"),
-                                  force=True)
+        client.set_flow_run_state(
+            run_id, Crashed(message=f"{state.message or 'crashed'}; resumed by run {this_run}"), force=True
+        )
         log.warning("run %s of this transfer crashed: this run resumes it", run_id)
     aborted = 0
     for destination_uri, upload_id in open_uploads(client, run_id):
@@ -94,8 +108,13 @@ def _settle(client, run_id: UUID, progress_updated: datetime, this_run: UUID | N
             destination.abort_multipart(ref, upload_id)
         except S3Error as exc:
             if exc.code != "NoSuchUpload":  # else: gone already (an earlier clean-up, a lifecycle rule)
-                log.warning("could not abort the multipart upload %s of %s that run %s left: %s",
-                            upload_id, destination_uri, run_id, exc)
+                log.warning(
+                    "could not abort the multipart upload %s of %s that run %s left: %s",
+                    upload_id,
+                    destination_uri,
+                    run_id,
+                    exc,
+                )
             continue
         aborted += 1
         log.info("aborted the multipart upload %s of %s that run %s left open", upload_id, destination_uri, run_id)
@@ -111,14 +130,14 @@ def claim(run_id: UUID | None) -> None:
     try:
         with get_client(sync_client=True) as client:
             client.update_flow_run_labels(run_id, {HOST_LABEL: socket.gethostname(), PID_LABEL: str(os.getpid())})
-    except Exception:  # noqa: BLE001 - without the labels, staleness still tells
+    except Exception:
         pass
 
 
 def _process_gone(labels: dict) -> str:
     """Why the labelled process is known to be gone ("" if it may be alive)."""
-    host, pid = labels.get(HOST_LABEL), labels.get(PID_LABEL)
-    if host != socket.gethostname() or not str(pid or "").isdigit():
+    host, pid = labels.get(HOST_LABEL), str(labels.get(PID_LABEL) or "")
+    if host != socket.gethostname() or not pid.isdigit():
         return ""
     try:
         os.kill(int(pid), 0)
@@ -135,9 +154,13 @@ def open_uploads(client, run_id: UUID) -> list[tuple[str, str]]:
     state: dict[str, tuple[str, str]] = {}
     offset = 0
     while True:
-        page = client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]), type=ArtifactFilterType(any_=["table"])),
-            limit=200, offset=offset)
+        page = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]), type=ArtifactFilterType(any_=["table"])
+            ),
+            limit=200,
+            offset=offset,
+        )
         for artifact in sorted(page, key=lambda a: a.created):
             if not (artifact.description or "").startswith(UPLOADS_MARK):
                 continue

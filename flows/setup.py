@@ -2,6 +2,7 @@
 
 Idempotent: whatever exists already is left as it is (and reported).
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -13,8 +14,12 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from s3flow.flows.transfer import CONCURRENCY_LIMIT, ensure_concurrency_limit
 
 
-def setup(pool: str = "s3flow", sns_topic_arn: str | None = None, sns_block: str = "s3flow-failures",
-          sns_endpoint_url: str | None = None) -> list[str]:
+def setup(
+    pool: str = "s3flow",
+    sns_topic_arn: str | None = None,
+    sns_block: str = "s3flow-failures",
+    sns_endpoint_url: str | None = None,
+) -> list[str]:
     """Work pool, concurrency limit, block types (and an SNS block if a topic is given);
     one line per thing done or found."""
     done = [_work_pool(pool)]
@@ -60,27 +65,53 @@ def _automations() -> list[str]:
     flows_spec = {"prefect.resource.role": "flow", "prefect.resource.name": OUR_FLOWS}
     wanted = {
         CRASH_AUTOMATION: AutomationCore(
-            name=CRASH_AUTOMATION, description="Marks s3flow runs whose process died as Crashed.",
-            trigger=EventTrigger(
-                match={"prefect.resource.id": "prefect.flow-run.*"}, match_related=flows_spec,
-                after={"prefect.flow-run.heartbeat"},
-                expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
-                        "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed", "prefect.flow-run.Cancelling"},
-                for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1, within=DEAD_AFTER),
-            actions=[ChangeFlowRunState(
-                state=StateType.CRASHED,
-                message=f"no heartbeat for {DEAD_AFTER.seconds} s: the run's process died (machine lost, "
-                        "out of memory, killed)")]),
-        RESUME_AUTOMATION: AutomationCore(
-            name=RESUME_AUTOMATION, description="Runs a crashed s3flow transfer again, where it stopped.",
+            name=CRASH_AUTOMATION,
+            description="Marks s3flow runs whose process died as Crashed.",
             trigger=EventTrigger(
                 match={"prefect.resource.id": "prefect.flow-run.*"},
-                match_related=[{"prefect.resource.role": "flow", "prefect.resource.name": RESUMED_FLOWS},
-                               {"prefect.resource.role": "deployment"}],
-                expect={"prefect.flow-run.Crashed"}, posture=Posture.Reactive, threshold=1),
-            actions=[ChangeFlowRunState(
-                state=StateType.SCHEDULED,
-                message="crashed: scheduled again to resume where it stopped (s3flow setup's automation)")]),
+                match_related=flows_spec,
+                after={"prefect.flow-run.heartbeat"},
+                expect={
+                    "prefect.flow-run.heartbeat",
+                    "prefect.flow-run.Completed",
+                    "prefect.flow-run.Failed",
+                    "prefect.flow-run.Cancelled",
+                    "prefect.flow-run.Crashed",
+                    "prefect.flow-run.Cancelling",
+                },
+                for_each={"prefect.resource.id"},
+                posture=Posture.Proactive,
+                threshold=1,
+                within=DEAD_AFTER,
+            ),
+            actions=[
+                ChangeFlowRunState(
+                    state=StateType.CRASHED,
+                    message=f"no heartbeat for {DEAD_AFTER.seconds} s: the run's process died (machine lost, "
+                    "out of memory, killed)",
+                )
+            ],
+        ),
+        RESUME_AUTOMATION: AutomationCore(
+            name=RESUME_AUTOMATION,
+            description="Runs a crashed s3flow transfer again, where it stopped.",
+            trigger=EventTrigger(
+                match={"prefect.resource.id": "prefect.flow-run.*"},
+                match_related=[
+                    {"prefect.resource.role": "flow", "prefect.resource.name": RESUMED_FLOWS},
+                    {"prefect.resource.role": "deployment"},
+                ],
+                expect={"prefect.flow-run.Crashed"},
+                posture=Posture.Reactive,
+                threshold=1,
+            ),
+            actions=[
+                ChangeFlowRunState(
+                    state=StateType.SCHEDULED,
+                    message="crashed: scheduled again to resume where it stopped (s3flow setup's automation)",
+                )
+            ],
+        ),
     }
     done = []
     with get_client(sync_client=True) as client:
@@ -102,8 +133,11 @@ def _work_pool(name: str) -> str:
         except ObjectNotFound:
             pass
         try:
-            client.create_work_pool(WorkPoolCreate(
-                name=name, type="process", base_job_template=ProcessWorker.get_default_base_job_template()))
+            client.create_work_pool(
+                WorkPoolCreate(
+                    name=name, type="process", base_job_template=ProcessWorker.get_default_base_job_template()
+                )
+            )
         except ObjectAlreadyExists:
             return f"work pool {name!r}: exists"
     return f"work pool {name!r}: created (process; start a worker: prefect worker start --pool {name})"

@@ -6,10 +6,11 @@ status is complete while a transfer runs, after it ended, and after its process 
 (up to the last second of results), for transfers of any size. The run's final
 `-files` table is for the UI (its first rows, failures first) and is never read here.
 """
+
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
@@ -44,16 +45,21 @@ def transfer_status(run_id: str) -> dict:
     counts = summary.counts()
     copied = summary.bytes_copied
     started = run.start_time or run.expected_start_time
-    ended = run.end_time or datetime.now(timezone.utc)
+    ended = run.end_time or datetime.now(UTC)
     seconds = (ended - started).total_seconds() if started else 0.0
     return {
-        "flow_run_id": str(run.id), "flow_run_name": run.name,
+        "flow_run_id": str(run.id),
+        "flow_run_name": run.name,
         "state": run.state.type.value if run.state else "UNKNOWN",
         "state_message": run.state.message if run.state else "",
-        "complete": final, "files": len(rows),
-        "counts": counts, "causes": summary.to_json()["causes"],
-        "bytes_copied": copied, "seconds": round(seconds, 1),
-        "bytes_per_second": round(copied / seconds) if seconds > 0 else 0, "rows": rows,
+        "complete": final,
+        "files": len(rows),
+        "counts": counts,
+        "causes": summary.to_json()["causes"],
+        "bytes_copied": copied,
+        "seconds": round(seconds, 1),
+        "bytes_per_second": round(copied / seconds) if seconds > 0 else 0,
+        "rows": rows,
     }
 
 
@@ -64,9 +70,13 @@ def _tables(client, run_id: UUID) -> list:
     offset = 0
     while True:
         page = client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]),
-                                           type=ArtifactFilterType(any_=["table"])),
-            sort=ArtifactSort.CREATED_DESC, limit=PAGE, offset=offset)
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]), type=ArtifactFilterType(any_=["table"])
+            ),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=PAGE,
+            offset=offset,
+        )
         found.update((artifact.id, artifact) for artifact in page)
         if len(page) < PAGE:
             return sorted(found.values(), key=lambda a: a.created)

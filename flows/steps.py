@@ -7,6 +7,7 @@ runs this step first, so a deployment made from a script, a subprocess or anothe
 working directory runs the same code (`{{ $PWD }}` was resolved from the deploying
 shell's PWD variable, which a script may not have updated).
 """
+
 from __future__ import annotations
 
 import os

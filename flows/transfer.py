@@ -6,6 +6,7 @@ Prefect bookkeeping), each file's result goes to Prefect within seconds
 (flows/live.py: the unit of truth), the run holds slots of the global concurrency
 limit, and a cancel from the UI reaches the engine.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -32,13 +33,13 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from s3flow import estimate, options
 from s3flow.blocks.credentials import endpoint_from_block
+from s3flow.errors import InputError
 from s3flow.flows.history import History, run_trigger
 from s3flow.flows.live import Recorder
 from s3flow.flows.notify import artifact_path, notify_failure, run_link, run_path
 from s3flow.flows.resume import claim, settle_earlier_runs
-from s3flow import estimate, options
-from s3flow.errors import InputError
 from s3flow.manifest import ManifestRow
 from s3flow.options import default
 from s3flow.report import TOP_FAILURES, Summary, human_bytes
@@ -51,7 +52,7 @@ NOTIFY_FAILURES = 10  # causes listed in a notification
 CANCEL_WATCH_WARN = 30.0  # seconds without reaching the API before the cancel watch warns
 __all__ = ["BATCHES_IN_FLIGHT", "CANCEL_GRACE", "transfer_manifest"]
 
-_running: dict[str, "_Run"] = {}  # transfers running in this process, by id
+_running: dict[str, _Run] = {}  # transfers running in this process, by id
 _opened: dict[str, Transfer] = {}  # transfers the CLI opened (checked) for the run it starts
 
 
@@ -61,8 +62,9 @@ class _Run:
     batches: dict[int, Batch] = field(default_factory=dict)
 
 
-def open_transfer(manifest: str, values: dict, *, header: bool | None = None,
-                  rows: list[ManifestRow] | None = None) -> Transfer:
+def open_transfer(
+    manifest: str, values: dict, *, header: bool | None = None, rows: list[ManifestRow] | None = None
+) -> Transfer:
     """The checked transfer of these option values (InputError if anything is wrong)."""
     config = options.config_from(values, endpoint_from_block)
     return Transfer.open(manifest, config, header=header, rows=rows)
@@ -92,8 +94,7 @@ def _slug(text: str) -> str:
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9]+", "-", text.lower())).strip("-") or "transfer"
 
 
-@task(name="copy-batch", task_run_name="copy-batch-{number}", cache_policy=NO_CACHE,
-      retries=2, retry_delay_seconds=5)
+@task(name="copy-batch", task_run_name="copy-batch-{number}", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def copy_batch(number: int, transfer_id: str) -> dict:
     """Copy one batch of files: the unit of scheduling. Each file's result is recorded
     the moment it is decided (flows/live.py), so this returns only the batch's counts.
@@ -177,8 +178,7 @@ def transfer_manifest(
     if (gave_up := _resumed_too_often(max_resumes)) is not None:
         return gave_up
     engine_values = options.engine_values(values)
-    transfer = _opened.pop(opened_key(manifest, header, values), None) or \
-        open_transfer(manifest, values, header=header)
+    transfer = _opened.pop(opened_key(manifest, header, values), None) or open_transfer(manifest, values, header=header)
     base = artifact_base(manifest, transfer_name)
     if shard_files > 0 and delete:
         get_run_logger().warning("a sync with delete runs in one run, not in shards (flows/shard.py)")
@@ -188,12 +188,23 @@ def transfer_manifest(
         cut = shards_of(transfer, shard_files)
         first, second = next(cut, None), next(cut, None)
         if second is not None:  # more than one shard's worth: spread it over the pool
-            return transfer_in_shards(itertools.chain([first, second], cut), manifest, base, engine_values,
-                                      shard_deployment, started, notification_block)
-    return run_transfer(transfer, base, started, concurrency_limit=concurrency_limit, prices=prices,
-                        notification_block=notification_block)
-
-
+            return transfer_in_shards(
+                itertools.chain([first, second], cut),
+                manifest,
+                base,
+                engine_values,
+                shard_deployment,
+                started,
+                notification_block,
+            )
+    return run_transfer(
+        transfer,
+        base,
+        started,
+        concurrency_limit=concurrency_limit,
+        prices=prices,
+        notification_block=notification_block,
+    )
 
 
 def _resumed_too_often(max_resumes: int) -> Failed | None:
@@ -205,13 +216,23 @@ def _resumed_too_often(max_resumes: int) -> Failed | None:
         if runs > 1:
             get_run_logger().warning("resuming after a crash (resume %d of at most %d)", runs - 1, max_resumes)
         return None
-    return Failed(message=f"crashed {runs - 1} times and resumed {max_resumes} times: not resumed again; "
-                          "look at the earlier attempts' logs (out of memory? the machine lost?), then run it again")
+    return Failed(
+        message=f"crashed {runs - 1} times and resumed {max_resumes} times: not resumed again; "
+        "look at the earlier attempts' logs (out of memory? the machine lost?), then run it again"
+    )
 
 
-def run_transfer(transfer: Transfer, base: str, started: float, *, concurrency_limit: str,
-                 prices: dict[str, float] | None, notification_block: str | None, trigger: str = "",
-                 counts_key: str | None = None):
+def run_transfer(
+    transfer: Transfer,
+    base: str,
+    started: float,
+    *,
+    concurrency_limit: str,
+    prices: dict[str, float] | None,
+    notification_block: str | None,
+    trigger: str = "",
+    counts_key: str | None = None,
+):
     """An opened transfer, run in this flow run: plan, copy, record, finish. A shard
     passes its transfer's trigger, and `counts_key` for the summary its parent reads."""
     logger = get_run_logger()
@@ -219,26 +240,32 @@ def run_transfer(transfer: Transfer, base: str, started: float, *, concurrency_l
     price_table = estimate.prices_from(prices) if dry_run else None
     limit = ensure_concurrency_limit(concurrency_limit)
     if limit < 1:
-        raise InputError(f"the global concurrency limit {concurrency_limit!r} has no slots: raise it "
-                         f"with `prefect global-concurrency-limit update {concurrency_limit} --limit N`")
+        raise InputError(
+            f"the global concurrency limit {concurrency_limit!r} has no slots: raise it "
+            f"with `prefect global-concurrency-limit update {concurrency_limit} --limit N`"
+        )
     slots = min(transfer.config.max_concurrency, limit)
-    logger.info("transfer %s: %d manifest rows, holding %d slots of %r", base, len(transfer.rows),
-                slots, concurrency_limit)
+    logger.info(
+        "transfer %s: %d manifest rows, holding %d slots of %r", base, len(transfer.rows), slots, concurrency_limit
+    )
     # Never more requests in flight than slots held: a limit smaller than
     # max_concurrency shrinks this transfer's pool to fit.
     transfer = transfer.with_config(replace(transfer.config, max_concurrency=slots))
-    plan = estimate.Estimate(transfer.config, price_table, frozenset(
-        r.line for r in transfer.rows if not r.is_prefix)) if dry_run else None
+    plan = None
+    if price_table is not None:  # a dry run: its estimate is built as results come
+        plan = estimate.Estimate(
+            transfer.config, price_table, frozenset(r.line for r in transfer.rows if not r.is_prefix)
+        )
     plan_lock = threading.Lock()
     trigger = trigger or run_trigger(transfer.manifest)
     claim(flow_run.id)
     if not dry_run:  # earlier runs of this transfer that died: mark them, abort their open uploads
         settle_earlier_runs(base, flow_run.id, transfer.destination, logger)
     transfer_id = str(uuid.uuid4())
-    runner = Runner(transfer, stop_signals=(TerminationSignal, KeyboardInterrupt),
-                    execute=lambda batch: _submit(transfer_id, batch))
-    recorder = Recorder(History(str(flow_run.id or "")), trigger, lambda: _progress(runner),
-                        f"{base}-progress")
+    runner = Runner(
+        transfer, stop_signals=(TerminationSignal, KeyboardInterrupt), execute=lambda batch: _submit(transfer_id, batch)
+    )
+    recorder = Recorder(History(str(flow_run.id or "")), trigger, lambda: _progress(runner), f"{base}-progress")
     runner.copier.on_upload = recorder.add_upload
 
     def on_result(result) -> None:
@@ -258,17 +285,29 @@ def run_transfer(transfer: Transfer, base: str, started: float, *, concurrency_l
         _running.pop(transfer_id, None)
         recorder.close()
     if outcome.slowdowns:
-        logger.warning("S3 asked this transfer to slow down %d times: it went down to %d requests in "
-                       "flight (of %d) and back up as requests succeeded", outcome.slowdowns,
-                       outcome.lowest_concurrency, slots)
+        logger.warning(
+            "S3 asked this transfer to slow down %d times: it went down to %d requests in "
+            "flight (of %d) and back up as requests succeeded",
+            outcome.slowdowns,
+            outcome.lowest_concurrency,
+            slots,
+        )
     if outcome.excluded:
         logger.info("filters left out %d source objects", outcome.excluded)
     summary = outcome.summary
     summary.seconds = time.time() - started
     if plan is not None and not outcome.cancelled:
         return _finish_plan(plan, recorder, transfer.manifest, base, (outcome.listed_pages, outcome.excluded))
-    final = _finish(summary, recorder, transfer.manifest, base, logger, cancelled=outcome.cancelled,
-                    notification_block=notification_block, counts_key=counts_key)
+    final = _finish(
+        summary,
+        recorder,
+        transfer.manifest,
+        base,
+        logger,
+        cancelled=outcome.cancelled,
+        notification_block=notification_block,
+        counts_key=counts_key,
+    )
     if isinstance(outcome.stopped_by, TerminationSignal):
         raise outcome.stopped_by  # the engine and the worker take the run to Cancelled
     return final
@@ -290,21 +329,30 @@ def _progress(runner: Runner) -> tuple[float, str]:
     data = min(1.0, written / runner.planned_bytes) if runner.planned_bytes else files
     percent = 100.0 if planned and done >= planned and not runner.listing else 100.0 * min(files, data)
     state = " (still listing: more files may come)" if runner.listing else ""
-    text = (f"{done:,} of {planned:,} files done{state}: {summary.copied:,} copied, {summary.skipped:,} "
-            f"skipped, {summary.failed:,} failed; {human_bytes(written)} of "
-            f"{human_bytes(runner.planned_bytes)} written")
+    text = (
+        f"{done:,} of {planned:,} files done{state}: {summary.copied:,} copied, {summary.skipped:,} "
+        f"skipped, {summary.failed:,} failed; {human_bytes(written)} of "
+        f"{human_bytes(runner.planned_bytes)} written"
+    )
     return percent, text
 
 
-def _finish_plan(plan: estimate.Estimate, recorder: Recorder, manifest: str, base: str,
-                 listing: tuple[int, int]) -> dict:
+def _finish_plan(
+    plan: estimate.Estimate, recorder: Recorder, manifest: str, base: str, listing: tuple[int, int]
+) -> dict:
     """listing: (ListObjectsV2 pages, source objects filters excluded)."""
     plan.finish(*listing)
     result = plan.to_json()
-    create_markdown_artifact(key=f"{base}-plan", description=f"Dry run of {manifest}",
-                             markdown=estimate.markdown(result, f"Plan: {manifest}"))
-    create_table_artifact(key=f"{base}-plan-files", table=recorder.table_rows(),
-                          description=f"What a transfer of {manifest} would do, file by file{_table_note(plan.copy.objects + plan.skip.objects + plan.delete.objects + plan.fail.objects)}")
+    create_markdown_artifact(
+        key=f"{base}-plan",
+        description=f"Dry run of {manifest}",
+        markdown=estimate.markdown(result, f"Plan: {manifest}"),
+    )
+    create_table_artifact(
+        key=f"{base}-plan-files",
+        table=recorder.table_rows(),
+        description=f"What a transfer of {manifest} would do, file by file{_table_note(plan.copy.objects + plan.skip.objects + plan.delete.objects + plan.fail.objects)}",
+    )
     return {**result, "flow_run_id": str(flow_run.id or "")}
 
 
@@ -320,8 +368,7 @@ class _CancelWatch:
         self._run_id = flow_run.id
         if self._run_id:  # the thread runs in this context: the same Prefect settings and API
             context = contextvars.copy_context()
-            threading.Thread(target=context.run, args=(self._poll,), name="s3flow-cancel-watch",
-                             daemon=True).start()
+            threading.Thread(target=context.run, args=(self._poll,), name="s3flow-cancel-watch", daemon=True).start()
 
     def _poll(self) -> None:
         reached, warned = time.monotonic(), 0.0
@@ -329,12 +376,14 @@ class _CancelWatch:
             while not self._stop.wait(self._every):
                 try:
                     state = client.read_flow_run(self._run_id).state
-                except Exception as exc:  # noqa: BLE001 - the API away: look again, and say so
+                except Exception as exc:
                     away = time.monotonic() - reached
                     if away >= CANCEL_WATCH_WARN and time.monotonic() - warned >= CANCEL_WATCH_WARN:
                         warned = time.monotonic()
-                        _warn(f"the Prefect API has not answered for {away:.0f} s: a cancel from the UI "
-                              f"would not be seen until it does ({exc})")
+                        _warn(
+                            f"the Prefect API has not answered for {away:.0f} s: a cancel from the UI "
+                            f"would not be seen until it does ({exc})"
+                        )
                     continue
                 reached = time.monotonic()
                 if state is not None and state.type in (StateType.CANCELLING, StateType.CANCELLED):
@@ -349,17 +398,25 @@ class _CancelWatch:
 def _warn(message: str) -> None:
     try:
         get_run_logger().warning(message)
-    except Exception:  # noqa: BLE001 - outside a run context
+    except Exception:
         logging.getLogger(__name__).warning(message)
 
 
 def _failure_body(summary: Summary, manifest: str, base: str, codes: str) -> str:
     """The failures grouped by cause, and the counts: never thousands of lines."""
-    lines = [summary.headline(), "", f"Manifest: {manifest}", f"Errors: {codes}", "",
-             f"Failed files: {summary.failed}, by cause:",
-             *(f"  - {line}" for line in summary.cause_lines(NOTIFY_FAILURES)),
-             "", f"Flow run: {flow_run.id}", f"Link: {run_link()}",
-             f"Artifacts: {base}-files (per file), {base}-summary; every file: s3flow status {flow_run.id}"]
+    lines = [
+        summary.headline(),
+        "",
+        f"Manifest: {manifest}",
+        f"Errors: {codes}",
+        "",
+        f"Failed files: {summary.failed}, by cause:",
+        *(f"  - {line}" for line in summary.cause_lines(NOTIFY_FAILURES)),
+        "",
+        f"Flow run: {flow_run.id}",
+        f"Link: {run_link()}",
+        f"Artifacts: {base}-files (per file), {base}-summary; every file: s3flow status {flow_run.id}",
+    ]
     return "\n".join(lines)
 
 
@@ -368,27 +425,53 @@ def _table_note(files: int) -> str:
 
     if files <= KEEP_ROWS:
         return ""
-    return (f" (the first {KEEP_ROWS:,} of {files:,} files, failures first: every file is in this run's "
-            f"file-result pages, `s3flow status {flow_run.id} --all`)")
+    return (
+        f" (the first {KEEP_ROWS:,} of {files:,} files, failures first: every file is in this run's "
+        f"file-result pages, `s3flow status {flow_run.id} --all`)"
+    )
 
 
-def _finish(summary: Summary, recorder: Recorder, manifest: str, base: str, logger, cancelled: bool = False,
-            notification_block: str | None = None, counts_key: str | None = None):
+def _finish(
+    summary: Summary,
+    recorder: Recorder,
+    manifest: str,
+    base: str,
+    logger,
+    cancelled: bool = False,
+    notification_block: str | None = None,
+    counts_key: str | None = None,
+):
     if counts_key:  # a shard: its counts, as one row its transfer's run reads back
         counts = summary.to_json()
-        create_table_artifact(key=counts_key, description="This shard's counts, for its transfer", table=[{
-            **{k: v for k, v in counts.items() if k not in ("failures", "error_codes", "causes")},
-            "error_codes": json.dumps(counts["error_codes"]), "causes": json.dumps(counts["causes"]),
-            "failures": json.dumps(counts["failures"][:TOP_FAILURES])}])
+        create_table_artifact(
+            key=counts_key,
+            description="This shard's counts, for its transfer",
+            table=[
+                {
+                    **{k: v for k, v in counts.items() if k not in ("failures", "error_codes", "causes")},
+                    "error_codes": json.dumps(counts["error_codes"]),
+                    "causes": json.dumps(counts["causes"]),
+                    "failures": json.dumps(counts["failures"][:TOP_FAILURES]),
+                }
+            ],
+        )
     files_id = create_table_artifact(
-        key=f"{base}-files", table=recorder.table_rows(),
-        description=f"Files of {manifest}: {summary.headline()}{_table_note(summary.files)}")
+        key=f"{base}-files",
+        table=recorder.table_rows(),
+        description=f"Files of {manifest}: {summary.headline()}{_table_note(summary.files)}",
+    )
     create_markdown_artifact(
-        key=f"{base}-summary", description=f"Summary of {manifest}",
-        markdown=summary.markdown(f"Transfer {manifest}" + (" (cancelled)" if cancelled else ""), {
-            "Per-file table": f"[{base}-files]({artifact_path(files_id)})" if files_id else f"`{base}-files`",
-            "Every file, from the shell": f"`s3flow status {flow_run.id} --all`",
-            "Flow run": f"[{flow_run.id}]({run_path()})"}))
+        key=f"{base}-summary",
+        description=f"Summary of {manifest}",
+        markdown=summary.markdown(
+            f"Transfer {manifest}" + (" (cancelled)" if cancelled else ""),
+            {
+                "Per-file table": f"[{base}-files]({artifact_path(files_id)})" if files_id else f"`{base}-files`",
+                "Every file, from the shell": f"`s3flow status {flow_run.id} --all`",
+                "Flow run": f"[{flow_run.id}]({run_path()})",
+            },
+        ),
+    )
     logger.info(summary.headline())
     for line in summary.cause_lines(TOP_FAILURES):
         logger.warning("FAILED %s", line)
@@ -398,8 +481,13 @@ def _finish(summary: Summary, recorder: Recorder, manifest: str, base: str, logg
     if summary.failed:
         codes = ", ".join(f"{code} x{n}" for code, n in summary.error_codes.most_common(5))
         unsent = notify_failure(
-            notification_block, f"transfer-manifest: {summary.failed} of {summary.files} files failed",
-            _failure_body(summary, manifest, base, codes))
-        return Failed(message=f"{summary.failed} of {summary.files} files failed ({codes}): "
-                              f"{summary.headline()}" + (f"; {unsent}" if unsent else ""), data=result)
+            notification_block,
+            f"transfer-manifest: {summary.failed} of {summary.files} files failed",
+            _failure_body(summary, manifest, base, codes),
+        )
+        return Failed(
+            message=f"{summary.failed} of {summary.files} files failed ({codes}): "
+            f"{summary.headline()}" + (f"; {unsent}" if unsent else ""),
+            data=result,
+        )
     return result

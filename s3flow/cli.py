@@ -9,18 +9,20 @@ without a scheme, an unreachable endpoint or Prefect API, an unknown run id), on
 line on stderr, with nothing copied; 130 interrupted (Ctrl-C) before a transfer
 started.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import sys
+from typing import NoReturn
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # usage errors are bad input too: exit 2
+    def error(self, message: str) -> NoReturn:  # usage errors are bad input too: exit 2
         self.print_usage(sys.stderr)
         print(f"s3flow: error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_INPUT)
@@ -30,42 +32,57 @@ def parser() -> argparse.ArgumentParser:
     top = _Parser(prog="s3flow", description="Server-side S3 transfers as Prefect flows.")
     commands = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
     transfer = commands.add_parser(
-        "transfer", help="copy what a manifest lists",
+        "transfer",
+        help="copy what a manifest lists",
         description="Run the transfer-manifest flow in this process against the configured "
-                    "Prefect API (PREFECT_API_URL; a temporary local one if unset).")
+        "Prefect API (PREFECT_API_URL; a temporary local one if unset).",
+    )
     _manifest_options(transfer, "transfer")
     plan = commands.add_parser(
-        "plan", help="what a transfer would copy, skip and delete, and its request cost",
-        description="List and HEAD only; nothing is copied or deleted, no Prefect run is made.")
+        "plan",
+        help="what a transfer would copy, skip and delete, and its request cost",
+        description="List and HEAD only; nothing is copied or deleted, no Prefect run is made.",
+    )
     _manifest_options(plan, "plan")
     verify = commands.add_parser(
-        "verify", help="compare sources and destinations without copying (exit 1 on differences)",
+        "verify",
+        help="compare sources and destinations without copying (exit 1 on differences)",
         description="Every object the manifest names is compared with its destination by the sync "
-                    "rule (size, ETag, modification time); nothing is copied or deleted. With "
-                    "--delete, destination objects the source lacks count as differences too.")
+        "rule (size, ETag, modification time); nothing is copied or deleted. With "
+        "--delete, destination objects the source lacks count as differences too.",
+    )
     _manifest_options(verify, "verify")
     status = commands.add_parser(
-        "status", help="a transfer's file-wise status, while it runs or after",
+        "status",
+        help="a transfer's file-wise status, while it runs or after",
         description="Read from the Prefect API (PREFECT_API_URL) what a transfer-manifest run did "
-                    "with every file: counts, bytes, rate, and the files.")
+        "with every file: counts, bytes, rate, and the files.",
+    )
     status.add_argument("flow_run_id", help="the flow run's id (printed by `s3flow transfer`)")
     status.add_argument("--json", action="store_true", help="print one JSON object, rows included")
     status.add_argument("--all", action="store_true", help="list every file, not only failures")
     history = commands.add_parser(
-        "history", help="every run that copied, skipped, failed or deleted an object",
+        "history",
+        help="every run that copied, skipped, failed or deleted an object",
         description="Read from the Prefect API (PREFECT_API_URL) every recorded file result with "
-                    "this object as source or destination, newest first: time, flow run, what "
-                    "started the run, status, attempts, size, ETag, checksum, error. Exit 1 if none.")
+        "this object as source or destination, newest first: time, flow run, what "
+        "started the run, status, attempts, size, ETag, checksum, error. Exit 1 if none.",
+    )
     history.add_argument("uri", help="s3://bucket/key")
     history.add_argument("--json", action="store_true", help="print one JSON list")
     history.add_argument("--limit", type=int, default=1000, help="at most this many entries (default 1000)")
-    history.add_argument("--scan-artifacts", action="store_true",
-                         help="read every per-file table instead of the event index: slower, and "
-                              "not bound by the server's event retention")
+    history.add_argument(
+        "--scan-artifacts",
+        action="store_true",
+        help="read every per-file table instead of the event index: slower, and "
+        "not bound by the server's event retention",
+    )
     bridge = commands.add_parser(
-        "bridge", help="turn S3 event notifications into Prefect events (self-hosted server)",
+        "bridge",
+        help="turn S3 event notifications into Prefect events (self-hosted server)",
         description="Emit aws.s3.object.created events to the Prefect API (PREFECT_API_URL) for S3 "
-                    "notifications read from SQS or received over HTTP (EventBridge, SNS).")
+        "notifications read from SQS or received over HTTP (EventBridge, SNS).",
+    )
     modes = bridge.add_subparsers(dest="mode", required=True, parser_class=_Parser)
     sqs = modes.add_parser("sqs", help="long-poll an SQS queue that receives the notifications")
     sqs.add_argument("--queue-url", required=True, help="the queue's URL")
@@ -73,26 +90,34 @@ def parser() -> argparse.ArgumentParser:
     http = modes.add_parser("http", help="accept EventBridge and SNS HTTP deliveries")
     http.add_argument("--port", type=int, required=True)
     http.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    http.add_argument("--secret-env", default="S3FLOW_BRIDGE_SECRET", metavar="VAR",
-                      help="environment variable holding the shared secret (default S3FLOW_BRIDGE_SECRET); "
-                           "without one, only SNS messages with a valid signature are accepted")
+    http.add_argument(
+        "--secret-env",
+        default="S3FLOW_BRIDGE_SECRET",
+        metavar="VAR",
+        help="environment variable holding the shared secret (default S3FLOW_BRIDGE_SECRET); "
+        "without one, only SNS messages with a valid signature are accepted",
+    )
     uploads = commands.add_parser(
-        "uploads", help="incomplete multipart uploads under a prefix; abort those older than an age",
+        "uploads",
+        help="incomplete multipart uploads under a prefix; abort those older than an age",
         description="List the multipart uploads started under s3://bucket/prefix and never completed "
-                    "nor aborted (on AWS their parts are billed). With --abort, abort those started "
-                    "more than --older-than ago: an upload younger than that may be another writer's, "
-                    "in progress, and is left alone. A run of a transfer aborts what its own crashed "
-                    "runs left open by itself.")
+        "nor aborted (on AWS their parts are billed). With --abort, abort those started "
+        "more than --older-than ago: an upload younger than that may be another writer's, "
+        "in progress, and is left alone. A run of a transfer aborts what its own crashed "
+        "runs left open by itself.",
+    )
     uploads.add_argument("prefix", help="s3://bucket/prefix/ (or one key)")
     uploads.add_argument("--abort", action="store_true", help="abort those older than --older-than")
     uploads.add_argument("--older-than", metavar="AGE", help="7d, 12h, 30m...: required with --abort")
     uploads.add_argument("--dry-run", action="store_true", help="with --abort: say what would be aborted")
     uploads.add_argument("--json", action="store_true", help="print one JSON object")
     setup = commands.add_parser(
-        "setup", help="prepare a Prefect server: work pool, concurrency limit, block types",
+        "setup",
+        help="prepare a Prefect server: work pool, concurrency limit, block types",
         description="Create the work pool and the global concurrency limit, register the "
-                    "SnsNotification and AwsCredentials block types, and (with --sns-topic-arn) "
-                    "save an SnsNotification block. Safe to run again.")
+        "SnsNotification and AwsCredentials block types, and (with --sns-topic-arn) "
+        "save an SnsNotification block. Safe to run again.",
+    )
     setup.add_argument("--pool", default="s3flow", help="work pool name (default s3flow)")
     setup.add_argument("--sns-topic-arn", help="save an SnsNotification block for this topic")
     setup.add_argument("--sns-block", default="s3flow-failures", help="its name (default s3flow-failures)")
@@ -124,8 +149,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in NEEDS_PREFECT:
             check_prefect_api()
-        return {"plan": plan, "verify": verify, "transfer": transfer, "status": status, "history": history,
-                "bridge": bridge, "setup": setup, "uploads": open_uploads}[args.command](args)
+        return {
+            "plan": plan,
+            "verify": verify,
+            "transfer": transfer,
+            "status": status,
+            "history": history,
+            "bridge": bridge,
+            "setup": setup,
+            "uploads": open_uploads,
+        }[args.command](args)
     except InputError as exc:
         print(f"s3flow: {exc.describe()}", file=sys.stderr)
         return EXIT_INPUT
@@ -159,13 +192,16 @@ def check_prefect_api(timeout: float = 5.0) -> None:
     except urllib.error.HTTPError as exc:
         if exc.code in (401, 403):
             return  # it answers; Prefect Cloud wants its key, which Prefect's client sends
-        raise InputError(f"the Prefect API at {url} (PREFECT_API_URL) answered HTTP {exc.code}: "
-                         "is it a Prefect server's /api URL?") from None
+        raise InputError(
+            f"the Prefect API at {url} (PREFECT_API_URL) answered HTTP {exc.code}: is it a Prefect server's /api URL?"
+        ) from None
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise InputError(f"the Prefect API at {url} (PREFECT_API_URL) does not answer ({reason}): start "
-                         "the server (`prefect server start`), or point PREFECT_API_URL at a running "
-                         "one") from None
+        raise InputError(
+            f"the Prefect API at {url} (PREFECT_API_URL) does not answer ({reason}): start "
+            "the server (`prefect server start`), or point PREFECT_API_URL at a running "
+            "one"
+        ) from None
 
 
 class _PipeSafe:
@@ -232,8 +268,9 @@ def plan(args: argparse.Namespace) -> int:
     transfer = _open(args, _values(args))
     result = estimate.dry_run(transfer, prices).to_json()
     result["incomplete_uploads"] = _open_uploads(transfer)
-    print(json.dumps(result) if args.json else
-          estimate.text(result) + "\n" + uploads.text(result["incomplete_uploads"]))
+    print(
+        json.dumps(result) if args.json else estimate.text(result) + "\n" + uploads.text(result["incomplete_uploads"])
+    )
     return EXIT_FAILED if result["failed"]["objects"] else EXIT_OK
 
 
@@ -247,22 +284,33 @@ def _open_uploads(transfer) -> dict:
 
 
 def verify(args: argparse.Namespace) -> int:
-    from s3flow import estimate
+    from s3flow import estimate, uploads
     from s3flow.record import SKIPPED
-
-    from s3flow import uploads
 
     differences = []
     transfer = _open(args, _values(args))
-    checked = estimate.dry_run(transfer, estimate.load_prices(None),
-                               on_result=lambda result: result.status != SKIPPED and differences.append(result))
+    checked = estimate.dry_run(
+        transfer,
+        estimate.load_prices(None),
+        on_result=lambda result: None if result.status == SKIPPED else differences.append(result),
+    )
     left_open = _open_uploads(transfer)
     files = checked.copy.objects + checked.skip.objects + checked.delete.objects + checked.fail.objects
-    found = [{"source": r.source, "destination": r.destination, "status": str(r.status),
-              "why": r.error or _reason(r.detail)} for r in differences]
+    found = [
+        {"source": r.source, "destination": r.destination, "status": str(r.status), "why": r.error or _reason(r.detail)}
+        for r in differences
+    ]
     if args.json:
-        print(json.dumps({"files": files, "identical": checked.skip.objects,
-                          "differences": found, "incomplete_uploads": left_open}))
+        print(
+            json.dumps(
+                {
+                    "files": files,
+                    "identical": checked.skip.objects,
+                    "differences": found,
+                    "incomplete_uploads": left_open,
+                }
+            )
+        )
     else:
         for item in found:
             print(f"{item['status'].upper():<13}{item['source'] or '-'} -> {item['destination']}: {item['why']}")
@@ -288,28 +336,36 @@ def status(args: argparse.Namespace) -> int:
         print(f"           {found['state_message']}")
     counts = ", ".join(f"{n:,} {status}" for status, n in found["counts"].items()) or "none yet"
     print(f"files      {found['files']:,}: {counts}")
-    print(f"copied     {human_bytes(found['bytes_copied'])} in {found['seconds']:.1f} s "
-          f"({found['bytes_per_second'] / 1e6:.1f} MB/s)")
+    print(
+        f"copied     {human_bytes(found['bytes_copied'])} in {found['seconds']:.1f} s "
+        f"({found['bytes_per_second'] / 1e6:.1f} MB/s)"
+    )
     if args.all:
         for row in found["rows"]:
-            print(f"{row['status'].upper():<9}{row['source'] or '-'} -> {row['destination']}"
-                  + (f": {row['error']}" if row["error"] else ""))
+            print(
+                f"{row['status'].upper():<9}{row['source'] or '-'} -> {row['destination']}"
+                + (f": {row['error']}" if row["error"] else "")
+            )
         return EXIT_OK
     for cause in found["causes"]:  # failures grouped by cause; --all lists every file
         example = cause["example"] or {}
         if cause["files"] == 1:
-            print(f"FAILED   {example.get('source') or '-'} -> {example.get('destination')}: "
-                  f"{cause['error_code']}: {cause['message']}")
+            print(
+                f"FAILED   {example.get('source') or '-'} -> {example.get('destination')}: "
+                f"{cause['error_code']}: {cause['message']}"
+            )
         else:
-            print(f"FAILED   {cause['files']:,} files: {cause['error_code']}: {cause['message']} "
-                  f"(e.g. {example.get('source') or '-'} -> {example.get('destination')}; --all lists them)")
+            print(
+                f"FAILED   {cause['files']:,} files: {cause['error_code']}: {cause['message']} "
+                f"(e.g. {example.get('source') or '-'} -> {example.get('destination')}; --all lists them)"
+            )
     return EXIT_OK
 
 
 def history(args: argparse.Namespace) -> int:
+    from s3flow.errors import InputError
     from s3flow.flows.history import object_history, scan_artifacts
     from s3flow.flows.notify import ui_link
-    from s3flow.errors import InputError
     from s3flow.manifest import is_prefix_key, parse_uri
 
     try:
@@ -328,8 +384,10 @@ def history(args: argparse.Namespace) -> int:
         arrow = "" if not other else f" ({'from' if entry['role'] == 'destination' else 'to'} {other})"
         print(f"{entry['time']}  {entry['status'].upper():<9} as {entry['role']}{arrow}")
         print(f"    run {entry['flow_run_id']}  {ui_link(entry['flow_run_id'])}")
-        print(f"    started by {entry['trigger'] or '?'}; attempts {entry['attempts']}, size {entry['size']}, "
-              f"etag {entry['etag'] or '-'}, checksum {entry['checksum'] or '-'}")
+        print(
+            f"    started by {entry['trigger'] or '?'}; attempts {entry['attempts']}, size {entry['size']}, "
+            f"etag {entry['etag'] or '-'}, checksum {entry['checksum'] or '-'}"
+        )
         if entry["error"]:
             print(f"    error: {entry['error']}")
     return EXIT_OK if entries else EXIT_FAILED
@@ -349,14 +407,19 @@ def bridge(args: argparse.Namespace) -> int:
         runner = SqsBridge(args.queue_url, events, wait_seconds=args.wait_seconds)
         run_until_signalled(runner.stopping.set)
         runner.run()
-        print(f"bridge stopped: {runner.counts.events} events sent, {runner.counts.skipped} skipped, "
-              f"{runner.counts.rejected} malformed messages left in the queue")
+        print(
+            f"bridge stopped: {runner.counts.events} events sent, {runner.counts.skipped} skipped, "
+            f"{runner.counts.rejected} malformed messages left in the queue"
+        )
         return EXIT_OK
     secret = os.environ.get(args.secret_env) or None
     server = HttpBridge(events, secret=secret).serve(args.host, args.port)
     run_until_signalled(lambda: threading.Thread(target=server.shutdown).start())
-    print(f"bridge listening on http://{args.host}:{server.server_address[1]}/ "
-          f"({'shared secret or ' if secret else ''}signed SNS messages accepted)", flush=True)
+    print(
+        f"bridge listening on http://{args.host}:{server.server_address[1]}/ "
+        f"({'shared secret or ' if secret else ''}signed SNS messages accepted)",
+        flush=True,
+    )
     server.serve_forever()
     return EXIT_OK
 
@@ -383,8 +446,9 @@ def open_uploads(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InputError(str(exc)) from None
     if args.abort and not args.older_than:
-        raise InputError("--abort needs --older-than AGE: an upload younger than that may be another "
-                         "writer's, still in progress")
+        raise InputError(
+            "--abort needs --older-than AGE: an upload younger than that may be another writer's, still in progress"
+        )
     age = uploads.parse_age(args.older_than) if args.older_than else None
     storage, retrier = Storage(), Retrier(TransferConfig())
     storage.check_credentials("bucket")
@@ -392,7 +456,7 @@ def open_uploads(args: argparse.Namespace) -> int:
         found = uploads.report(storage, [prefix], retrier).to_json()
         print(json.dumps(found) if args.json else uploads.text(found).replace("the destinations", args.prefix))
         return EXIT_OK
-    aborted, failed = uploads.abort_older(storage, prefix, age, retrier, dry_run=args.dry_run)
+    aborted, failed = uploads.abort_older(storage, prefix, age or 0.0, retrier, dry_run=args.dry_run)
     if args.json:
         print(json.dumps({"aborted": aborted, "failed": failed, "dry_run": args.dry_run}))
     else:
@@ -411,9 +475,9 @@ def _reason(detail: str) -> str:
 
 
 def transfer(args: argparse.Namespace) -> int:
-    from s3flow.flows.transfer import artifact_base, hand_over, open_transfer, transfer_manifest
     from s3flow import estimate
     from s3flow.errors import InputError
+    from s3flow.flows.transfer import artifact_base, hand_over, open_transfer, transfer_manifest
 
     values = _values(args)
     values["prices"] = estimate.load_prices(args.prices) if args.dry_run else None
@@ -437,8 +501,11 @@ def transfer(args: argparse.Namespace) -> int:
     else:
         _print_summary(result, state, artifact_base(args.manifest, args.transfer_name))
     if state.is_cancelled():
-        print("s3flow: the transfer was cancelled: files not copied are recorded as cancelled; "
-              "run the same command again to finish it", file=sys.stderr)
+        print(
+            "s3flow: the transfer was cancelled: files not copied are recorded as cancelled; "
+            "run the same command again to finish it",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     return EXIT_FAILED if result["failed"] else EXIT_OK
 

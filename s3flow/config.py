@@ -1,4 +1,5 @@
 """The one configuration object of a transfer: built at the edge, passed down, frozen."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,14 +13,34 @@ MAX_PART_SIZE = 5 * GiB
 MAX_PARTS = 10_000
 MAX_SINGLE_COPY = 5 * GiB
 
-STORAGE_CLASSES = frozenset({
-    "STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
-    "GLACIER", "DEEP_ARCHIVE", "GLACIER_IR", "OUTPOSTS", "SNOW", "EXPRESS_ONEZONE"})
+STORAGE_CLASSES = frozenset(
+    {
+        "STANDARD",
+        "REDUCED_REDUNDANCY",
+        "STANDARD_IA",
+        "ONEZONE_IA",
+        "INTELLIGENT_TIERING",
+        "GLACIER",
+        "DEEP_ARCHIVE",
+        "GLACIER_IR",
+        "OUTPOSTS",
+        "SNOW",
+        "EXPRESS_ONEZONE",
+    }
+)
 SSE_MODES = frozenset({"AES256", "aws:kms", "aws:kms:dsse"})
 CHECKSUM_ALGORITHMS = frozenset({"CRC32C", "CRC32", "CRC64NVME", "SHA1", "SHA256"})
-CANNED_ACLS = frozenset({
-    "private", "public-read", "public-read-write", "authenticated-read", "aws-exec-read",
-    "bucket-owner-read", "bucket-owner-full-control"})
+CANNED_ACLS = frozenset(
+    {
+        "private",
+        "public-read",
+        "public-read-write",
+        "authenticated-read",
+        "aws-exec-read",
+        "bucket-owner-read",
+        "bucket-owner-full-control",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -74,27 +95,46 @@ class TransferConfig:
         from .errors import InputError, Problem
 
         checks = [
-            (self.multipart_threshold >= MIN_PART_SIZE, "multipart threshold",
-             f"must be at least 5 MiB, got {self.multipart_threshold / MiB:g} MiB"),
-            (MIN_PART_SIZE <= self.part_size <= MAX_PART_SIZE, "part size",
-             f"must be 5 MiB to 5 GiB (S3's part limits), got {self.part_size / MiB:g} MiB"),
+            (
+                self.multipart_threshold >= MIN_PART_SIZE,
+                "multipart threshold",
+                f"must be at least 5 MiB, got {self.multipart_threshold / MiB:g} MiB",
+            ),
+            (
+                MIN_PART_SIZE <= self.part_size <= MAX_PART_SIZE,
+                "part size",
+                f"must be 5 MiB to 5 GiB (S3's part limits), got {self.part_size / MiB:g} MiB",
+            ),
             (self.max_concurrency >= 1, "concurrency", f"must be at least 1, got {self.max_concurrency}"),
-            (self.part_concurrency >= 1, "part concurrency",
-             f"must be at least 1, got {self.part_concurrency}"),
+            (self.part_concurrency >= 1, "part concurrency", f"must be at least 1, got {self.part_concurrency}"),
             (self.max_attempts >= 1, "max attempts", f"must be at least 1, got {self.max_attempts}"),
             (self.batch_files >= 1, "batch files", f"must be at least 1, got {self.batch_files}"),
-            (self.storage_class in (None, *STORAGE_CLASSES), "storage class",
-             f"{self.storage_class!r} is not one of {', '.join(sorted(STORAGE_CLASSES))}"),
-            (self.sse in (None, *SSE_MODES), "sse",
-             f"{self.sse!r} is not one of {', '.join(sorted(SSE_MODES))}"),
-            (not self.sse_kms_key_id or self.sse in ("aws:kms", "aws:kms:dsse"), "sse kms key id",
-             "needs --sse aws:kms"),
-            (self.checksum_algorithm in (None, *CHECKSUM_ALGORITHMS), "checksum",
-             f"{self.checksum_algorithm!r} is not one of {', '.join(sorted(CHECKSUM_ALGORITHMS))} or none"),
-            (self.part_copies in PART_COPIES, "part copies",
-             f"{self.part_copies!r} is not one of {', '.join(PART_COPIES)}"),
-            (self.acl in (None, *CANNED_ACLS), "acl",
-             f"{self.acl!r} is not a canned ACL ({', '.join(sorted(CANNED_ACLS))})"),
+            (
+                self.storage_class in (None, *STORAGE_CLASSES),
+                "storage class",
+                f"{self.storage_class!r} is not one of {', '.join(sorted(STORAGE_CLASSES))}",
+            ),
+            (self.sse in (None, *SSE_MODES), "sse", f"{self.sse!r} is not one of {', '.join(sorted(SSE_MODES))}"),
+            (
+                not self.sse_kms_key_id or self.sse in ("aws:kms", "aws:kms:dsse"),
+                "sse kms key id",
+                "needs --sse aws:kms",
+            ),
+            (
+                self.checksum_algorithm in (None, *CHECKSUM_ALGORITHMS),
+                "checksum",
+                f"{self.checksum_algorithm!r} is not one of {', '.join(sorted(CHECKSUM_ALGORITHMS))} or none",
+            ),
+            (
+                self.part_copies in PART_COPIES,
+                "part copies",
+                f"{self.part_copies!r} is not one of {', '.join(PART_COPIES)}",
+            ),
+            (
+                self.acl in (None, *CANNED_ACLS),
+                "acl",
+                f"{self.acl!r} is not a canned ACL ({', '.join(sorted(CANNED_ACLS))})",
+            ),
         ]
         problems = [Problem(message, field=name) for ok, name, message in checks if not ok]
         if problems:

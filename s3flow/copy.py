@@ -24,18 +24,20 @@ other answer (an error, a throttle, another ETag) hands the file to the threaded
 path below, which retries, verifies and records as for every other file, counting
 the lane's try among its attempts.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import Callable, Iterable
+from functools import partial
 
 from .config import MAX_SINGLE_COPY, TransferConfig
-from .layout import etag_parts, planned_parts, ranges, single_copy, source_part_size
 from .errors import THROTTLE_CODES, S3Error
+from .layout import etag_parts, planned_parts, ranges, single_copy, source_part_size
 from .plan import CopyItem, DeleteItem
 from .record import CANCELLED, COPIED, DELETED, FAILED, FileResult, ObjectRef, Status
 from .retry import Attempts, Retrier
@@ -65,7 +67,7 @@ class AdaptiveSlots:
         self._last_cut = float("-inf")
         self._changed = threading.Condition()
 
-    def __enter__(self) -> "AdaptiveSlots":
+    def __enter__(self) -> AdaptiveSlots:
         with self._changed:
             self._changed.wait_for(lambda: self._in_use < self.limit)
             self._in_use += 1
@@ -110,13 +112,14 @@ class AdaptiveSlots:
 
 
 class Copier:
-    def __init__(self, config: TransferConfig, source: Storage, destination: Storage,
-                 retrier: Retrier | None = None) -> None:
+    def __init__(
+        self, config: TransferConfig, source: Storage, destination: Storage, retrier: Retrier | None = None
+    ) -> None:
         self.config = config
         self.source = source
         self.destination = destination
         self._cancelled = threading.Event()
-        self.retrier = retrier or Retrier(config, sleep=self._cancelled.wait)  # backoff wakes on cancel
+        self.retrier = retrier or Retrier(config, sleep=self._backoff)
         self.slots = AdaptiveSlots(config.max_concurrency)
         self.slots.on_free = self._pump
         self._lane_queue: deque[tuple[CopyItem, Future]] = deque()
@@ -135,6 +138,10 @@ class Copier:
         self._files = ThreadPoolExecutor(config.max_concurrency, thread_name_prefix="s3flow-file")
         self._parts = ThreadPoolExecutor(config.max_concurrency, thread_name_prefix="s3flow-part")
 
+    def _backoff(self, seconds: float) -> None:
+        """A retry's wait, which a cancel cuts short."""
+        self._cancelled.wait(seconds)
+
     def close(self) -> None:
         self._files.shutdown(wait=True, cancel_futures=True)
         self._parts.shutdown(wait=True, cancel_futures=True)
@@ -151,7 +158,7 @@ class Copier:
         if self._cancelled.is_set():
             raise S3Error(CANCELLED_CODE, what)
 
-    def __enter__(self) -> "Copier":
+    def __enter__(self) -> Copier:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -165,15 +172,20 @@ class Copier:
         deletes = self.delete([item for item in batch if isinstance(item, DeleteItem)])
         return [future.result() for future in copies] + deletes
 
-    def submit(self, item: CopyItem, prepare: Callable[[Attempts], CopyItem | FileResult] | None = None
-               ) -> Future:
+    def submit(self, item: CopyItem, prepare: Callable[[Attempts], CopyItem | FileResult] | None = None) -> Future:
         """A file's result to come: through the copy lane if it can take it, else a thread.
         `prepare`, if given, runs first on the file's thread (the plan's HEADs of an object
         row) and gives the item to copy, or the file's result (a skip)."""
         source = item.source
-        if (prepare is not None or self.destination.copy_lane is None or source is None
-                or source.size > LANE_MAX_SIZE or source.needs_restore
-                or not single_copy(self.config, source.size, source.etag) or self.cancelled):
+        if (
+            prepare is not None
+            or self.destination.copy_lane is None
+            or source is None
+            or source.size > LANE_MAX_SIZE
+            or source.needs_restore
+            or not single_copy(self.config, source.size, source.etag)
+            or self.cancelled
+        ):
             return self._files.submit(self._prepared_copy, item, prepare)
         result: Future = Future()
         with self._lane_lock:
@@ -201,31 +213,55 @@ class Copier:
                     self._hand_over(item, result, time.time(), None)
                     continue
                 started = time.time()
-                sent = lane.copy_object(item.source, item.destination,
-                                        destination_properties(self.config, item.source))
-                sent.add_done_callback(lambda sent, item=item, result=result, started=started:
-                                       self._landed(item, started, sent, result))
+                source = _listed(item)
+                sent = lane.copy_object(source, item.destination, destination_properties(self.config, source))
+                sent.add_done_callback(partial(self._landed, item, started, result=result))
         finally:
             self._pumping.on = False
 
     def _landed(self, item: CopyItem, started: float, sent: Future, result: Future) -> None:
         """The lane's answer for one file (on the lane's I/O thread: nothing slow here)."""
         error = sent.exception()
-        if error is None and sent.result().etag == item.source.etag:
+        source = _listed(item)
+        if error is None and sent.result().etag == source.etag:
             written = sent.result()
-            result.set_result(FileResult(
-                item.source_ref.uri, item.destination.uri, COPIED, size=item.source.size, attempts=1,
-                started=started, ended=time.time(), detail="CopyObject; ETag matches the source",
-                etag=item.source.etag, line=item.line, parts=1, checksum=written.checksum, requests=1))
+            result.set_result(
+                FileResult(
+                    item.source_ref.uri,
+                    item.destination.uri,
+                    COPIED,
+                    size=source.size,
+                    attempts=1,
+                    started=started,
+                    ended=time.time(),
+                    detail="CopyObject; ETag matches the source",
+                    etag=source.etag,
+                    line=item.line,
+                    parts=1,
+                    checksum=written.checksum,
+                    requests=1,
+                )
+            )
             self.slots.succeeded()
             if self.on_bytes is not None:
-                self.on_bytes(item.source.size)
+                self.on_bytes(source.size)
         elif isinstance(error, S3Error) and not error.transient and error.code not in LANE_SUSPECT_CODES:
-            result.set_result(FileResult(  # S3's final word (AccessDenied, NoSuchKey...): no retry
-                item.source_ref.uri, item.destination.uri, FAILED, size=item.source.size, attempts=1,
-                started=started, ended=time.time(), error_code=error.code,
-                error_message=error.message or error.describe(), etag=item.source.etag, line=item.line,
-                requests=1))
+            result.set_result(
+                FileResult(  # S3's final word (AccessDenied, NoSuchKey...): no retry
+                    item.source_ref.uri,
+                    item.destination.uri,
+                    FAILED,
+                    size=source.size,
+                    attempts=1,
+                    started=started,
+                    ended=time.time(),
+                    error_code=error.code,
+                    error_message=error.message or error.describe(),
+                    etag=source.etag,
+                    line=item.line,
+                    requests=1,
+                )
+            )
         else:
             if isinstance(error, S3Error) and error.code in THROTTLE_CODES:
                 self.slots.slow_down()
@@ -253,6 +289,7 @@ class Copier:
 
     def _request(self, attempts: Attempts, request: Callable, *args):
         """One S3 request, retried on transient errors, holding a request slot per try."""
+
         def slotted(*call_args):
             with self.slots:
                 try:
@@ -266,29 +303,34 @@ class Copier:
 
         return self.retrier.call(slotted, *args, attempts=attempts)
 
-    def _prepared_copy(self, item: CopyItem, prepare: Callable[[Attempts], CopyItem | FileResult] | None
-                       ) -> FileResult:
+    def _prepared_copy(self, item: CopyItem, prepare: Callable[[Attempts], CopyItem | FileResult] | None) -> FileResult:
         started, attempts = time.time(), Attempts()
         if prepare is not None:
             try:
                 self._go()
                 prepared = prepare(attempts)
             except S3Error as exc:
-                return _result(item, item.source, attempts, started, _status_of(exc), exc.code,
-                               exc.message or exc.describe())
-            except Exception as exc:  # noqa: BLE001 - one file's surprise is that file's result
+                return _result(
+                    item, item.source, attempts, started, _status_of(exc), exc.code, exc.message or exc.describe()
+                )
+            except Exception as exc:
                 return _unexpected(item, exc, started)
             if isinstance(prepared, FileResult):
                 return prepared
             item = prepared
         return self._isolated(item, attempts, started)
 
-    def _isolated(self, item: CopyItem, attempts: Attempts | None = None, started: float | None = None,
-                  copied: Written | None = None) -> FileResult:
+    def _isolated(
+        self,
+        item: CopyItem,
+        attempts: Attempts | None = None,
+        started: float | None = None,
+        copied: Written | None = None,
+    ) -> FileResult:
         """copy(), where an unexpected exception fails this file alone, named in its error."""
         try:
             return self.copy(item, attempts, started, copied)
-        except Exception as exc:  # noqa: BLE001 - never the neighbours' result
+        except Exception as exc:
             log.exception("unexpected error copying %s", item.source_ref)
             return _unexpected(item, exc, started or time.time())
 
@@ -297,8 +339,13 @@ class Copier:
         as this transfer knows how the store keeps ETags: what a dry run reports."""
         return 1 if self._single_instead(source) else planned_parts(self.config, source.size, source.etag)
 
-    def copy(self, item: CopyItem, attempts: Attempts | None = None, started: float | None = None,
-             copied: Written | None = None) -> FileResult:
+    def copy(
+        self,
+        item: CopyItem,
+        attempts: Attempts | None = None,
+        started: float | None = None,
+        copied: Written | None = None,
+    ) -> FileResult:
         """Copy one file, retrying each request. `attempts` and `started` carry on from
         the copy lane's try; `copied` is S3's answer to a CopyObject the lane made, so
         only its check is left. S3's errors are the file's result; anything else raises
@@ -311,34 +358,40 @@ class Copier:
                 self._go()
             source = self._current_source(item, attempts)
             if source.needs_restore:
-                return _result(item, source, attempts, started, FAILED, "InvalidObjectState",
-                               f"the source is in {source.storage_class}: restore it (RestoreObject) "
-                               "before copying")
+                return _result(
+                    item,
+                    source,
+                    attempts,
+                    started,
+                    FAILED,
+                    "InvalidObjectState",
+                    f"the source is in {source.storage_class}: restore it (RestoreObject) before copying",
+                )
             if copied is None:
                 self._go()
             probing = self._await_probe(source)
             detail, parts, written = self._write(source, item.destination, attempts, copied)
         except S3Error as exc:
-            return _result(item, source, attempts, started, _status_of(exc), exc.code,
-                           exc.message or exc.describe())
+            return _result(item, source, attempts, started, _status_of(exc), exc.code, exc.message or exc.describe())
         finally:
             if probing:  # however the probe ended, nobody waits for it any more
                 self._probed.set()
         if item.reason and item.reason != "new":
             detail = f"{item.reason}: {detail}"
-        return _result(item, source, attempts, started, COPIED, detail=detail, parts=parts,
-                       checksum=written.checksum)
+        return _result(item, source, attempts, started, COPIED, detail=detail, parts=parts, checksum=written.checksum)
 
-    def _write(self, source: ObjectInfo, destination: ObjectRef, attempts: Attempts,
-               copied: Written | None) -> tuple[str, int, Written]:
+    def _write(
+        self, source: ObjectInfo, destination: ObjectRef, attempts: Attempts, copied: Written | None
+    ) -> tuple[str, int, Written]:
         """Write the copy with one CopyObject or in parts (layout.py, _single_instead), and
         check it; (what was done, part count, S3's answer)."""
         single = single_copy(self.config, source.size, source.etag)
         instead = not single and self._single_instead(source)
         if not (single or instead):
             return self._copy_multipart(source, destination, attempts)
-        written = copied or self._request(attempts, self.destination.copy_object, source, destination,
-                                          destination_properties(self.config, source))
+        written = copied or self._request(
+            attempts, self.destination.copy_object, source, destination, destination_properties(self.config, source)
+        )
         if self.on_bytes is not None:
             self.on_bytes(source.size)
         if not instead:
@@ -364,26 +417,34 @@ class Copier:
             raise S3Error("NoSuchKey", f"the source object {item.source_ref} does not exist")
         return source
 
-    def _copy_multipart(self, source: ObjectInfo, destination: ObjectRef,
-                        attempts: Attempts) -> tuple[str, int, Written]:
+    def _copy_multipart(
+        self, source: ObjectInfo, destination: ObjectRef, attempts: Attempts
+    ) -> tuple[str, int, Written]:
         """Copy in parts, then check the result; (what was done, part count, S3's answer)."""
         if not source.properties:  # a listing found it: fetch what CreateMultipartUpload must carry
             fresh = self._request(attempts, self.source.head, source.ref)
             if fresh is None or fresh.etag != source.etag:
-                raise S3Error("PreconditionFailed", "the source changed since it was listed",
-                              source.ref.bucket, source.ref.key)
+                raise S3Error(
+                    "PreconditionFailed", "the source changed since it was listed", source.ref.bucket, source.ref.key
+                )
             source = fresh
         part, layout = self._layout(source, attempts)
         tags = self._request(attempts, self.source.tags, source.ref)
-        upload_id = self._request(attempts, self.destination.create_multipart, source, destination, tags,
-                                  destination_properties(self.config, source))
+        upload_id = self._request(
+            attempts,
+            self.destination.create_multipart,
+            source,
+            destination,
+            tags,
+            destination_properties(self.config, source),
+        )
         self._upload(destination, upload_id, UPLOAD_STARTED)
 
         def one_part(number: int, first: int, last: int) -> Written:
-            self._go("cancelled part-way through a multipart copy: the upload was aborted, "
-                     "nothing was written")
-            written = self._request(attempts, self.destination.copy_part, source, destination, upload_id,
-                                    number, first, last)
+            self._go("cancelled part-way through a multipart copy: the upload was aborted, nothing was written")
+            written = self._request(
+                attempts, self.destination.copy_part, source, destination, upload_id, number, first, last
+            )
             if self.on_bytes is not None:
                 self.on_bytes(last - first + 1)
             return written
@@ -405,8 +466,12 @@ class Copier:
         """The first multipart source (<= 5 GiB) of a transfer is the probe: the others
         wait for its ETag (one object's copy time) so they can pick the cheaper way.
         True for the probe itself."""
-        if self._probed.is_set() or single_copy(self.config, source.size, source.etag) or \
-                source.size > MAX_SINGLE_COPY or etag_parts(source.etag) is None:
+        if (
+            self._probed.is_set()
+            or single_copy(self.config, source.size, source.etag)
+            or source.size > MAX_SINGLE_COPY
+            or etag_parts(source.etag) is None
+        ):
             return False
         if self._probe.acquire(blocking=False):
             return True
@@ -428,8 +493,12 @@ class Copier:
 
         Where a single copy keeps the ETag, it is one request instead of N: SeaweedFS
         spends half the CPU on it, and 960 MiB in 3 objects copied in 2.9 s, not 6.4 s."""
-        if (self.config.part_copies == "always" or source.size > MAX_SINGLE_COPY
-                or etag_parts(source.etag) is None or self._single_keeps_etag is False):
+        if (
+            self.config.part_copies == "always"
+            or source.size > MAX_SINGLE_COPY
+            or etag_parts(source.etag) is None
+            or self._single_keeps_etag is False
+        ):
             return False
         return self._parts_keep_etag is False or not self.destination.is_aws
 
@@ -443,8 +512,7 @@ class Copier:
                 return part, "source layout"
         return self.config.part_size_for(source.size), "our layout"
 
-    def _verify(self, source: ObjectInfo, destination: ObjectRef, etag: str, part: int,
-                attempts: Attempts) -> str:
+    def _verify(self, source: ObjectInfo, destination: ObjectRef, etag: str, part: int, attempts: Attempts) -> str:
         """Equal ETags, or else equal MD5s of every range; a copy that differs is deleted."""
         if etag == source.etag:
             return "ETag matches the source"
@@ -462,8 +530,12 @@ class Copier:
             self._request(Attempts(), self.destination.delete, destination)
         except S3Error as exc:
             log.error("could not delete the bad copy %s: %s", destination, exc)
-        raise S3Error("ChecksumMismatch", f"bytes {first_bad[0]}-{first_bad[1]} of the copy differ from "
-                      "the source; the copy was deleted", destination.bucket, destination.key)
+        raise S3Error(
+            "ChecksumMismatch",
+            f"bytes {first_bad[0]}-{first_bad[1]} of the copy differ from the source; the copy was deleted",
+            destination.bucket,
+            destination.key,
+        )
 
     def _each_range(self, size: int, part: int, attempts: Attempts, work: Callable) -> list:
         """work(number, first, last) for every part of an object, part_concurrency at a
@@ -486,7 +558,7 @@ class Copier:
                 window.release()
                 break
             future = self._parts.submit(one, number, first, last)
-            future.add_done_callback(lambda f: f.cancelled() or f.exception() and failed.set())
+            future.add_done_callback(lambda f: None if f.cancelled() or not f.exception() else failed.set())
             futures.append(future)
         wait(futures)  # after a failure the parts not yet started return at once
         for future in futures:  # the first real error, not a part skipped because of it
@@ -514,33 +586,55 @@ class Copier:
         for bucket in sorted({item.destination.bucket for item in items}):
             mine = [item for item in items if item.destination.bucket == bucket]
             for start in range(0, len(mine), DELETE_BATCH):
-                results.extend(self._delete_chunk(bucket, mine[start:start + DELETE_BATCH]))
+                results.extend(self._delete_chunk(bucket, mine[start : start + DELETE_BATCH]))
         return results
 
     def _delete_chunk(self, bucket: str, chunk: list[DeleteItem]) -> list[FileResult]:
         attempts, started = Attempts(), time.time()
         if self.cancelled:
-            return [FileResult("", item.destination.uri, CANCELLED, size=item.size, started=started,
-                               ended=started, error_code=CANCELLED_CODE,
-                               error_message="the transfer was cancelled before this object was deleted",
-                               detail="not in the source", line=item.line)
-                    for item in chunk]
+            return [
+                FileResult(
+                    "",
+                    item.destination.uri,
+                    CANCELLED,
+                    size=item.size,
+                    started=started,
+                    ended=started,
+                    error_code=CANCELLED_CODE,
+                    error_message="the transfer was cancelled before this object was deleted",
+                    detail="not in the source",
+                    line=item.line,
+                )
+                for item in chunk
+            ]
         try:
-            errors = self._request(attempts, self.destination.delete_objects, bucket,
-                                   [item.destination.key for item in chunk])
+            errors = self._request(
+                attempts, self.destination.delete_objects, bucket, [item.destination.key for item in chunk]
+            )
         except S3Error as exc:
             errors = {item.destination.key: f"{exc.code}: {exc.message}" for item in chunk}
-        except Exception as exc:  # noqa: BLE001 - these files' result, not the batch's
+        except Exception as exc:
             errors = {item.destination.key: f"{UNEXPECTED_CODE}: {type(exc).__name__}: {exc}" for item in chunk}
         ended = time.time()
         results = []
         for item in chunk:
             code, _, message = errors.get(item.destination.key, "").partition(": ")
-            results.append(FileResult(
-                "", item.destination.uri, FAILED if code else DELETED, size=item.size,
-                attempts=attempts.tries, started=started, ended=ended, error_code=code,
-                error_message=message or ("delete failed" if code else ""), detail="not in the source",
-                line=item.line, requests=attempts.requests))
+            results.append(
+                FileResult(
+                    "",
+                    item.destination.uri,
+                    FAILED if code else DELETED,
+                    size=item.size,
+                    attempts=attempts.tries,
+                    started=started,
+                    ended=ended,
+                    error_code=code,
+                    error_message=message or ("delete failed" if code else ""),
+                    detail="not in the source",
+                    line=item.line,
+                    requests=attempts.requests,
+                )
+            )
         return results
 
 
@@ -557,7 +651,9 @@ def destination_properties(config: TransferConfig, source: ObjectInfo) -> dict:
     keep = source.storage_class not in ("STANDARD", *ARCHIVE_CLASSES)
     return {
         "StorageClass": config.storage_class or (source.storage_class if keep else None),
-        "ServerSideEncryption": config.sse, "SSEKMSKeyId": config.sse_kms_key_id, "ACL": config.acl,
+        "ServerSideEncryption": config.sse,
+        "SSEKMSKeyId": config.sse_kms_key_id,
+        "ACL": config.acl,
         "ChecksumAlgorithm": config.checksum_algorithm,
     }
 
@@ -568,11 +664,23 @@ CANCELLED_CODE = "Cancelled"  # the error code of a cancelled file's result
 LANE_MAX_SIZE = 64 * 1024 * 1024
 # Answers that may be the lane's own doing (how it addressed or signed the request,
 # a redirect botocore would follow): botocore tries again rather than failing the file.
-LANE_SUSPECT_CODES = frozenset({
-    "SignatureDoesNotMatch", "AuthorizationHeaderMalformed", "PermanentRedirect", "TemporaryRedirect",
-    "301", "307", "400", "InvalidRequest", "InvalidArgument", "NotImplemented", "MalformedXML",
-    "IllegalLocationConstraintException", "InvalidURI",
-})
+LANE_SUSPECT_CODES = frozenset(
+    {
+        "SignatureDoesNotMatch",
+        "AuthorizationHeaderMalformed",
+        "PermanentRedirect",
+        "TemporaryRedirect",
+        "301",
+        "307",
+        "400",
+        "InvalidRequest",
+        "InvalidArgument",
+        "NotImplemented",
+        "MalformedXML",
+        "IllegalLocationConstraintException",
+        "InvalidURI",
+    }
+)
 
 
 # What happened to a multipart upload (Copier.on_upload).
@@ -580,14 +688,35 @@ UPLOAD_STARTED, UPLOAD_COMPLETED, UPLOAD_ABORTED = "started", "completed", "abor
 UNEXPECTED_CODE = "Unexpected"  # an exception s3flow did not expect: a bug, named in the message
 
 
-def _result(item: CopyItem, source: ObjectInfo | None, attempts: Attempts, started: float, status: Status,
-            code: str = "", message: str = "", detail: str = "", parts: int = 0,
-            checksum: str = "") -> FileResult:
+def _result(
+    item: CopyItem,
+    source: ObjectInfo | None,
+    attempts: Attempts,
+    started: float,
+    status: Status,
+    code: str = "",
+    message: str = "",
+    detail: str = "",
+    parts: int = 0,
+    checksum: str = "",
+) -> FileResult:
     return FileResult(
-        item.source_ref.uri, item.destination.uri, status, size=source.size if source else None,
-        attempts=attempts.tries, started=started, ended=time.time(), error_code=code,
-        error_message=message, detail=detail, etag=source.etag if source else "", line=item.line,
-        parts=parts, checksum=checksum, requests=attempts.requests)
+        item.source_ref.uri,
+        item.destination.uri,
+        status,
+        size=source.size if source else None,
+        attempts=attempts.tries,
+        started=started,
+        ended=time.time(),
+        error_code=code,
+        error_message=message,
+        detail=detail,
+        etag=source.etag if source else "",
+        line=item.line,
+        parts=parts,
+        checksum=checksum,
+        requests=attempts.requests,
+    )
 
 
 def _status_of(error: S3Error) -> Status:
@@ -596,10 +725,19 @@ def _status_of(error: S3Error) -> Status:
 
 def _unexpected(item: CopyItem, exc: BaseException, started: float) -> FileResult:
     source = item.source
-    return FileResult(item.source_ref.uri, item.destination.uri, FAILED,
-                      size=source.size if source else None, attempts=1, started=started, ended=time.time(),
-                      error_code=UNEXPECTED_CODE, error_message=f"{type(exc).__name__}: {exc}",
-                      etag=source.etag if source else "", line=item.line)
+    return FileResult(
+        item.source_ref.uri,
+        item.destination.uri,
+        FAILED,
+        size=source.size if source else None,
+        attempts=1,
+        started=started,
+        ended=time.time(),
+        error_code=UNEXPECTED_CODE,
+        error_message=f"{type(exc).__name__}: {exc}",
+        etag=source.etag if source else "",
+        line=item.line,
+    )
 
 
 def _why_single(config: TransferConfig, source: ObjectInfo) -> str:
@@ -607,9 +745,15 @@ def _why_single(config: TransferConfig, source: ObjectInfo) -> str:
     if etag_parts(source.etag) is None or config.is_multipart(source.size):
         return ""
     if not config.keep_source_layout:
-        return (" (--ignore-source-layout: at or below --multipart-threshold-mib, so one request, "
-                "no parts to cut)")
+        return " (--ignore-source-layout: at or below --multipart-threshold-mib, so one request, no parts to cut)"
     return " (at or below --multipart-threshold-mib)"
+
+
+def _listed(item: CopyItem) -> ObjectInfo:
+    """The source a listing found (the lane only takes those)."""
+    if item.source is None:
+        raise ValueError(f"{item.source_ref} has no listed source")
+    return item.source
 
 
 def _pass_on(done: Future, result: Future) -> None:

@@ -12,6 +12,7 @@ data stays in .demo/.
 (Prefect's UI on 127.0.0.1:4200), prints the environment to export and the commands
 to try (`plan`, `status`, `history`, the UI), and runs until Ctrl-C.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,11 +59,11 @@ def fill(client, objects: dict[str, int]) -> None:
         key, size = item
         properties = dict(Metadata={"run": "batch-42"}, Tagging="project=demo")
         if key.endswith(".cram"):  # large files arrive in parts, as a sequencer's uploader sends them
-            put_multipart(client, SOURCE, key, block[:size], 8 * MiB, ContentType="application/cram",
-                          **properties)
+            put_multipart(client, SOURCE, key, block[:size], 8 * MiB, ContentType="application/cram", **properties)
         else:
-            client.put_object(Bucket=SOURCE, Key=key, Body=block[:size],
-                              ContentType="application/octet-stream", **properties)
+            client.put_object(
+                Bucket=SOURCE, Key=key, Body=block[:size], ContentType="application/octet-stream", **properties
+            )
 
     with ThreadPoolExecutor(32) as pool:
         list(pool.map(put, objects.items()))
@@ -71,8 +72,10 @@ def fill(client, objects: dict[str, int]) -> None:
 def write_manifest(path: Path) -> None:
     rows = ["source,destination"]
     rows += [f"s3://{SOURCE}/batch-42/{s}/,s3://{ANALYSIS}/incoming/batch-42/{s}/" for s in SAMPLES]
-    rows += [f"s3://{SOURCE}/batch-42/samplesheet.csv,s3://{ARCHIVE}/batch-42/",
-             f"s3://{SOURCE}/batch-42/run-report.html,s3://{ARCHIVE}/batch-42/reports/run-report.html"]
+    rows += [
+        f"s3://{SOURCE}/batch-42/samplesheet.csv,s3://{ARCHIVE}/batch-42/",
+        f"s3://{SOURCE}/batch-42/run-report.html,s3://{ARCHIVE}/batch-42/reports/run-report.html",
+    ]
     path.write_text("\n".join(rows) + "\n")
 
 
@@ -91,8 +94,11 @@ def main() -> int:
     with SeaweedS3(DEMO / "seaweed") as s3, PrefectServer((DEMO / "prefect").resolve()) as prefect:
         client = s3.client()
         objects = sample_objects(random.Random(42))
-        print(f"uploading a sample batch: {len(objects):,} objects, "
-              f"{sum(objects.values()) / MiB:,.0f} MiB, to s3://{SOURCE}/batch-42/", flush=True)
+        print(
+            f"uploading a sample batch: {len(objects):,} objects, "
+            f"{sum(objects.values()) / MiB:,.0f} MiB, to s3://{SOURCE}/batch-42/",
+            flush=True,
+        )
         fill(client, objects)
         manifest = DEMO / "batch-42.csv"
         write_manifest(manifest)
@@ -100,8 +106,15 @@ def main() -> int:
         # Links the transfer prints and writes point at the UI `make ui` serves after the
         # demo (this server's port is gone by then).
         env = {**os.environ, **s3.env(), **prefect.env(), "PREFECT_UI_URL": UI_URL}
-        command = [str(Path(sys.executable).with_name("s3flow")), "transfer", str(manifest),
-                   "--multipart-threshold-mib", "16", "--part-size-mib", "8"]
+        command = [
+            str(Path(sys.executable).with_name("s3flow")),
+            "transfer",
+            str(manifest),
+            "--multipart-threshold-mib",
+            "16",
+            "--part-size-mib",
+            "8",
+        ]
         print("$ " + " ".join(command[1:]), flush=True)
         log = (DEMO / "transfer.log").open("w")
         first = subprocess.run(command, env=env, stderr=log, stdout=subprocess.PIPE, text=True)
@@ -109,14 +122,17 @@ def main() -> int:
         if found := re.search(r"^flow run\s+([0-9a-f-]{36})", first.stdout, re.M):
             (DEMO / "last-run").write_text(found.group(1) + "\n")
         print("\nthe same transfer again (a sync copies only what is missing or changed):", flush=True)
-        second = subprocess.run([*command, "--json"], env=env, stderr=log, stdout=subprocess.PIPE,
-                                text=True)
+        second = subprocess.run([*command, "--json"], env=env, stderr=log, stdout=subprocess.PIPE, text=True)
         print(second.stdout.strip())
         at_analysis, at_archive = count(client, ANALYSIS), count(client, ARCHIVE)
-        print(f"\ndestination s3://{ANALYSIS}: {at_analysis[0]:,} objects, {at_analysis[1] / MiB:,.1f} MiB; "
-              f"s3://{ARCHIVE}: {at_archive[0]} objects")
-        print("\nNext: `make serve` brings these servers back with the demo's data and prints what to "
-              f"export; then try `s3flow plan`, `s3flow status`, `s3flow history` and the UI at {UI_URL}.")
+        print(
+            f"\ndestination s3://{ANALYSIS}: {at_analysis[0]:,} objects, {at_analysis[1] / MiB:,.1f} MiB; "
+            f"s3://{ARCHIVE}: {at_archive[0]} objects"
+        )
+        print(
+            "\nNext: `make serve` brings these servers back with the demo's data and prints what to "
+            f"export; then try `s3flow plan`, `s3flow status`, `s3flow history` and the UI at {UI_URL}."
+        )
         arrived = (at_analysis[0] + at_archive[0], at_analysis[1] + at_archive[1])
         ok = first.returncode == second.returncode == 0 and arrived == (len(objects), sum(objects.values()))
         print("\ndemo " + ("passed" if ok else f"FAILED (transfer log: {log.name})") + ": stopping the servers.")
@@ -133,22 +149,27 @@ def serve() -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     print("starting the demo's SeaweedFS and Prefect server on 127.0.0.1 ...", flush=True)
-    with SeaweedS3(DEMO / "seaweed", port=s3_port) as s3, \
-            PrefectServer((DEMO / "prefect").resolve(), port=ui_port) as prefect:
+    with (
+        SeaweedS3(DEMO / "seaweed", port=s3_port) as s3,
+        PrefectServer((DEMO / "prefect").resolve(), port=ui_port) as prefect,
+    ):
         env = {**s3.env(), "PREFECT_API_URL": prefect.api_url}
         run = (DEMO / "last-run").read_text().strip() if (DEMO / "last-run").exists() else "<flow-run-id>"
         (DEMO / "env").write_text("".join(f"export {name}={value}\n" for name, value in env.items()))
         print("\nIn another shell, export this (or `. .demo/env`):\n")
         for name, value in env.items():
             print(f"export {name}={value}")
-        print(f"""
+        print(
+            f"""
 then try, on the demo's data:
   .venv/bin/s3flow plan .demo/batch-42.csv                  # what a transfer would do now: all identical
   .venv/bin/s3flow status {run}      # the demo's first transfer, file by file
   .venv/bin/s3flow history s3://{ANALYSIS}/incoming/batch-42/NA12878/NA12878.cram
   .venv/bin/prefect flow-run ls                             # every run
 The UI: {prefect.ui_url} (a run's Artifacts tab: its summary and per-file table).
-Ctrl-C stops both servers; the data stays in .demo/.""", flush=True)
+Ctrl-C stops both servers; the data stays in .demo/.""",
+            flush=True,
+        )
         try:
             while not stop.wait(1):
                 pass

@@ -1,4 +1,5 @@
 """Typed errors, and the one table that says which S3 errors are worth a retry."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,27 +15,55 @@ from dataclasses import dataclass
 # |            | timeouts (our code ConnectionError / Timeout)                |                       |
 # | permanent  | everything else: AccessDenied, NoSuchKey, NoSuchBucket,      | fail that file at once|
 # |            | InvalidObjectState, PreconditionFailed, ExpiredToken, ...    | with the code recorded|
-TRANSIENT_CODES = frozenset({
-    "SlowDown", "503", "ServiceUnavailable", "InternalError", "500", "502", "504",
-    "RequestTimeout", "RequestTimeoutException", "Throttling", "ThrottlingException",
-    "TooManyRequests", "TooManyRequestsException", "RequestLimitExceeded",
-    "ProvisionedThroughputExceededException", "BandwidthLimitExceeded",
-    "ConnectionError", "Timeout",
-})
+TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "503",
+        "ServiceUnavailable",
+        "InternalError",
+        "500",
+        "502",
+        "504",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "Throttling",
+        "ThrottlingException",
+        "TooManyRequests",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "ProvisionedThroughputExceededException",
+        "BandwidthLimitExceeded",
+        "ConnectionError",
+        "Timeout",
+    }
+)
 
 # Codes by which S3 asks a client to send fewer requests: besides the retry, the
 # transfer halves its requests in flight (copy.AdaptiveSlots).
-THROTTLE_CODES = frozenset({
-    "SlowDown", "503", "ServiceUnavailable", "Throttling", "ThrottlingException",
-    "TooManyRequests", "TooManyRequestsException", "RequestLimitExceeded",
-})
+THROTTLE_CODES = frozenset(
+    {
+        "SlowDown",
+        "503",
+        "ServiceUnavailable",
+        "Throttling",
+        "ThrottlingException",
+        "TooManyRequests",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+    }
+)
 
 # Codes that say the credentials themselves are wrong (not a missing permission):
 # bad input, reported before anything is copied.
-CREDENTIAL_CODES = frozenset({
-    "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
-    "TokenRefreshRequired",
-})
+CREDENTIAL_CODES = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidToken",
+        "TokenRefreshRequired",
+    }
+)
 
 
 def is_transient(code: str) -> bool:

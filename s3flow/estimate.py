@@ -4,6 +4,7 @@ how many S3 requests that takes, and what they cost.
 A view of the dry run's file results (statuses would-copy / skipped /
 would-delete / failed), like every other report.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,7 @@ from .report import human_bytes
 # | transfer_per_gb    | bytes copied; 0 within a region, about     | 0 / GB          |
 # |                    | 0.02 between regions                       |                 |
 # Other regions, classes and stores differ: pass your own with --prices FILE.json.
-DEFAULT_PRICES = {"class_a_per_1000": 0.005, "class_b_per_1000": 0.0004,
-                  "delete_per_1000": 0.0, "transfer_per_gb": 0.0}
+DEFAULT_PRICES = {"class_a_per_1000": 0.005, "class_b_per_1000": 0.0004, "delete_per_1000": 0.0, "transfer_per_gb": 0.0}
 TOP_PREFIXES = 5
 EXAMPLES = 10
 
@@ -50,8 +50,10 @@ def prices_from(given, where: str = "prices") -> dict[str, float]:
         return dict(DEFAULT_PRICES)
     unknown = set(given) - set(DEFAULT_PRICES) if isinstance(given, dict) else {"(not an object)"}
     if unknown or not all(isinstance(v, (int, float)) and v >= 0 for v in given.values()):
-        raise InputError(f"{where}: expected an object with non-negative numbers for "
-                         f"{', '.join(DEFAULT_PRICES)}; got {sorted(unknown) or given}")
+        raise InputError(
+            f"{where}: expected an object with non-negative numbers for "
+            f"{', '.join(DEFAULT_PRICES)}; got {sorted(unknown) or given}"
+        )
     return {**DEFAULT_PRICES, **given}
 
 
@@ -139,17 +141,22 @@ class Estimate:
         return {**{k: round(v, 9) for k, v in parts.items()}, "total": round(sum(parts.values()), 9)}
 
     def to_json(self) -> dict:
-        requests = {k: self.requests[k] for k in (
-            "list", "head", "get_tagging", "copy_object", "multipart", "upload_part_copy", "delete")}
+        requests = {
+            k: self.requests[k]
+            for k in ("list", "head", "get_tagging", "copy_object", "multipart", "upload_part_copy", "delete")
+        }
         return {
-            "copy": self.copy.to_json(), "skip": self.skip.to_json(), "delete": self.delete.to_json(),
+            "copy": self.copy.to_json(),
+            "skip": self.skip.to_json(),
+            "delete": self.delete.to_json(),
             "failed": {**self.fail.to_json(), "errors": dict(self.errors)},
-            "over_5gib": self.over_5gib.to_json(), "needs_restore": self.needs_restore.to_json(),
+            "over_5gib": self.over_5gib.to_json(),
+            "needs_restore": self.needs_restore.to_json(),
             "excluded_by_filters": self.excluded,
             "requests": {**requests, "total": sum(requests.values())},
-            "cost_usd": self.cost(), "prices": self.prices,
-            "busiest_prefixes": {
-                "source": _top(self.source_prefixes), "destination": _top(self.destination_prefixes)},
+            "cost_usd": self.cost(),
+            "prices": self.prices,
+            "busiest_prefixes": {"source": _top(self.source_prefixes), "destination": _top(self.destination_prefixes)},
         }
 
 
@@ -162,15 +169,21 @@ def text(plan: dict) -> str:
     if plan["excluded_by_filters"]:
         lines.append(f"{'excluded':<14}{plan['excluded_by_filters']:>10,}  (by --include/--exclude)")
     requests, cost = plan["requests"], plan["cost_usd"]
-    lines.append(f"\nS3 requests   {requests['total']:,} (" + ", ".join(
-        f"{k} {v:,}" for k, v in requests.items() if k != "total" and v) + ")")
-    lines.append(f"estimated cost ${cost['total']:.4f} (requests ${cost['class_a'] + cost['class_b']:.4f}, "
-                 f"transfer ${cost['transfer']:.4f}; prices: --prices FILE)")
+    lines.append(
+        f"\nS3 requests   {requests['total']:,} ("
+        + ", ".join(f"{k} {v:,}" for k, v in requests.items() if k != "total" and v)
+        + ")"
+    )
+    lines.append(
+        f"estimated cost ${cost['total']:.4f} (requests ${cost['class_a'] + cost['class_b']:.4f}, "
+        f"transfer ${cost['transfer']:.4f}; prices: --prices FILE)"
+    )
     for side in ("source", "destination"):
         busiest = plan["busiest_prefixes"][side]
         if busiest:
-            lines.append(f"busiest {side} prefixes: " + ", ".join(
-                f"{b['prefix']} ({b['requests']:,})" for b in busiest))
+            lines.append(
+                f"busiest {side} prefixes: " + ", ".join(f"{b['prefix']} ({b['requests']:,})" for b in busiest)
+            )
     for name, why in (("needs_restore", "restore first (not copied)"), ("over_5gib", "over 5 GiB (multipart)")):
         for uri in plan[name]["examples"]:
             lines.append(f"{why}: {uri}")
@@ -180,13 +193,24 @@ def text(plan: dict) -> str:
 
 
 def markdown(plan: dict, title: str) -> str:
-    rows = [f"| {name.replace('_', ' ')} | {plan[name]['objects']:,} | {human_bytes(plan[name]['bytes'])} |"
-            for name in ("copy", "skip", "delete", "failed", "over_5gib", "needs_restore")]
+    rows = [
+        f"| {name.replace('_', ' ')} | {plan[name]['objects']:,} | {human_bytes(plan[name]['bytes'])} |"
+        for name in ("copy", "skip", "delete", "failed", "over_5gib", "needs_restore")
+    ]
     requests = plan["requests"]
-    lines = [f"# {title}", "", "| | objects | bytes |", "|---|---:|---:|", *rows, "",
-             "| requests | count |", "|---|---:|",
-             *(f"| {k} | {v:,} |" for k, v in requests.items()), "",
-             f"Estimated cost: **${plan['cost_usd']['total']:.4f}** (prices: `{plan['prices']}`)"]
+    lines = [
+        f"# {title}",
+        "",
+        "| | objects | bytes |",
+        "|---|---:|---:|",
+        *rows,
+        "",
+        "| requests | count |",
+        "|---|---:|",
+        *(f"| {k} | {v:,} |" for k, v in requests.items()),
+        "",
+        f"Estimated cost: **${plan['cost_usd']['total']:.4f}** (prices: `{plan['prices']}`)",
+    ]
     for side in ("source", "destination"):
         for item in plan["busiest_prefixes"][side]:
             lines.append(f"- busiest {side} prefix `{item['prefix']}`: {item['requests']:,} requests")

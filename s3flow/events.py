@@ -15,14 +15,15 @@ What arrives, and what we make of it:
 S3 URL-encodes keys in notifications (`+` for a space, `%xx` for the rest):
 events carry the decoded key, the one to copy.
 """
+
 from __future__ import annotations
 
 import base64
 import json
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 from urllib.parse import unquote_plus, urlsplit
 
 EVENT_NAME = "aws.s3.object.created"
@@ -47,18 +48,28 @@ class ObjectCreated:
     def prefect_event(self) -> dict:
         """The Prefect event, as POST /api/events takes it. The id is derived from the
         S3 event, so a message delivered twice makes the same event twice."""
-        identity = f"s3://{self.bucket}/{self.key}#{self.version_id or ''}#{self.sequencer or self.etag}" \
-                   f"#{self.event_time}"
+        identity = (
+            f"s3://{self.bucket}/{self.key}#{self.version_id or ''}#{self.sequencer or self.etag}#{self.event_time}"
+        )
         return {
             "id": str(uuid.uuid5(_NAMESPACE, identity)),
             "occurred": self.event_time,
             "event": EVENT_NAME,
-            "resource": {"prefect.resource.id": f"aws.s3.bucket.{self.bucket}",
-                         "prefect.resource.name": self.bucket,
-                         "aws.s3.bucket": self.bucket, "aws.s3.key": self.key},
-            "payload": {"bucket": self.bucket, "key": self.key, "size": self.size, "etag": self.etag,
-                        "event_time": self.event_time, "event_name": self.event_name,
-                        "version_id": self.version_id},
+            "resource": {
+                "prefect.resource.id": f"aws.s3.bucket.{self.bucket}",
+                "prefect.resource.name": self.bucket,
+                "aws.s3.bucket": self.bucket,
+                "aws.s3.key": self.key,
+            },
+            "payload": {
+                "bucket": self.bucket,
+                "key": self.key,
+                "size": self.size,
+                "etag": self.etag,
+                "event_time": self.event_time,
+                "event_name": self.event_name,
+                "version_id": self.version_id,
+            },
             "related": [],
         }
 
@@ -111,10 +122,18 @@ def _record(record: dict, out: Translation) -> None:
     if not bucket or not key:
         raise ValueError("empty bucket or key")
     obj = s3["object"]
-    out.events.append(ObjectCreated(
-        bucket=bucket, key=unquote_plus(key), size=_size(obj.get("size")),
-        etag=str(obj.get("eTag", "")).strip('"'), event_time=record["eventTime"], event_name=name,
-        version_id=obj.get("versionId") or None, sequencer=obj.get("sequencer", "")))
+    out.events.append(
+        ObjectCreated(
+            bucket=bucket,
+            key=unquote_plus(key),
+            size=_size(obj.get("size")),
+            etag=str(obj.get("eTag", "")).strip('"'),
+            event_time=record["eventTime"],
+            event_name=name,
+            version_id=obj.get("versionId") or None,
+            sequencer=obj.get("sequencer", ""),
+        )
+    )
 
 
 def _eventbridge(body: dict, out: Translation) -> None:
@@ -127,11 +146,18 @@ def _eventbridge(body: dict, out: Translation) -> None:
         key = obj["key"]
         if not bucket or not key:
             raise ValueError("empty bucket or key")
-        out.events.append(ObjectCreated(
-            bucket=bucket, key=unquote_plus(key), size=_size(obj.get("size")),
-            etag=str(obj.get("etag", "")).strip('"'), event_time=body["time"],
-            event_name=f"ObjectCreated:{detail.get('reason', 'PutObject')}",
-            version_id=obj.get("version-id") or None, sequencer=obj.get("sequencer", "")))
+        out.events.append(
+            ObjectCreated(
+                bucket=bucket,
+                key=unquote_plus(key),
+                size=_size(obj.get("size")),
+                etag=str(obj.get("etag", "")).strip('"'),
+                event_time=body["time"],
+                event_name=f"ObjectCreated:{detail.get('reason', 'PutObject')}",
+                version_id=obj.get("version-id") or None,
+                sequencer=obj.get("sequencer", ""),
+            )
+        )
     except (KeyError, TypeError, ValueError) as exc:
         out.skipped.append(f"EventBridge event malformed ({type(exc).__name__}: {exc})")
 
@@ -173,14 +199,13 @@ def string_to_sign(message: dict) -> bytes:
     return "".join(parts).encode("utf-8")
 
 
-def verify_sns(message: dict, fetch_certificate: Callable[[str], bytes],
-               cert_host: re.Pattern = AWS_CERT_HOST) -> None:
+def verify_sns(message: dict, fetch_certificate: Callable[[str], bytes], cert_host: re.Pattern = AWS_CERT_HOST) -> None:
     """Raise BadSignature unless the message is signed by SNS's certificate (from
     SigningCertURL, which must be https on an SNS host)."""
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
     url = message.get("SigningCertURL") or message.get("SigningCertUrl") or ""
     parts = urlsplit(url)
@@ -192,7 +217,10 @@ def verify_sns(message: dict, fetch_certificate: Callable[[str], bytes],
     try:
         signature = base64.b64decode(message["Signature"], validate=True)
         certificate = x509.load_pem_x509_certificate(fetch_certificate(url))
-        certificate.public_key().verify(signature, string_to_sign(message), padding.PKCS1v15(), algorithm)
+        key = certificate.public_key()
+        if not isinstance(key, rsa.RSAPublicKey):  # SNS signs with RSA
+            raise BadSignature("the signing certificate's key is not an RSA key")
+        key.verify(signature, string_to_sign(message), padding.PKCS1v15(), algorithm)
     except BadSignature:
         raise
     except (InvalidSignature, KeyError, ValueError, TypeError) as exc:

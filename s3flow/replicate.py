@@ -5,6 +5,7 @@ A destination that already holds an identical object is skipped and counts as a
 success: the object is there. A destination bucket that does not exist fails
 alone (NoSuchBucket), found before any copy.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -25,8 +26,10 @@ def bucket_problem(name: str) -> str | None:
     if not name:
         return "is empty"
     if not _BUCKET_RULE.match(name):
-        return ("must be 3 to 63 characters of lowercase letters, digits, dots and hyphens, "
-                "beginning and ending with a letter or digit")
+        return (
+            "must be 3 to 63 characters of lowercase letters, digits, dots and hyphens, "
+            "beginning and ending with a letter or digit"
+        )
     if ".." in name:
         return "must not contain two dots in a row"
     try:
@@ -36,12 +39,15 @@ def bucket_problem(name: str) -> str | None:
         return None
 
 
-def check_request(source_bucket: str, source_key: str, destination_buckets: list[str],
-                  destination_key: str | None) -> None:
+def check_request(
+    source_bucket: str, source_key: str, destination_buckets: list[str], destination_key: str | None
+) -> None:
     """Every problem with a replication request at once; InputError if any."""
     problems = []
-    for field_name, name in [("source_bucket", source_bucket),
-                             *((f"destination_buckets[{i}]", b) for i, b in enumerate(destination_buckets))]:
+    for field_name, name in [
+        ("source_bucket", source_bucket),
+        *((f"destination_buckets[{i}]", b) for i, b in enumerate(destination_buckets)),
+    ]:
         if why := bucket_problem(name):
             problems.append(Problem(f"{name!r} {why}", field=field_name))
     if not source_key:
@@ -53,8 +59,13 @@ def check_request(source_bucket: str, source_key: str, destination_buckets: list
     if not destination_buckets:
         problems.append(Problem("needs at least one bucket", field="destination_buckets"))
     if source_bucket in destination_buckets and (destination_key or source_key) == source_key:
-        problems.append(Problem(f"the source bucket {source_bucket!r} is among the destinations "
-                                "(the object would be copied onto itself)", field="destination_buckets"))
+        problems.append(
+            Problem(
+                f"the source bucket {source_bucket!r} is among the destinations "
+                "(the object would be copied onto itself)",
+                field="destination_buckets",
+            )
+        )
     duplicates = sorted({b for b in destination_buckets if destination_buckets.count(b) > 1})
     if duplicates:
         problems.append(Problem(f"{', '.join(duplicates)} named more than once", field="destination_buckets"))
@@ -62,19 +73,32 @@ def check_request(source_bucket: str, source_key: str, destination_buckets: list
         raise InputError(problems, "replicate-object")
 
 
-def replication(config: TransferConfig, source_bucket: str, source_key: str, destination_buckets: list[str],
-                destination_key: str | None = None) -> Transfer:
+def replication(
+    config: TransferConfig,
+    source_bucket: str,
+    source_key: str,
+    destination_buckets: list[str],
+    destination_key: str | None = None,
+) -> Transfer:
     """The transfer that copies s3://source_bucket/source_key into every destination bucket:
     one object row per destination, opened (checked) like any transfer."""
     check_request(source_bucket, source_key, destination_buckets, destination_key)
     src = ObjectRef(source_bucket, source_key)
-    rows = [ManifestRow(number, src, ObjectRef(bucket, destination_key or source_key))
-            for number, bucket in enumerate(destination_buckets, 1)]
+    rows = [
+        ManifestRow(number, src, ObjectRef(bucket, destination_key or source_key))
+        for number, bucket in enumerate(destination_buckets, 1)
+    ]
     return Transfer.open(f"replicate {src}", config, rows=rows)
 
 
-def replicate(config: TransferConfig, source_bucket: str, source_key: str, destination_buckets: list[str],
-              destination_key: str | None = None, on_result=None) -> list[FileResult]:
+def replicate(
+    config: TransferConfig,
+    source_bucket: str,
+    source_key: str,
+    destination_buckets: list[str],
+    destination_key: str | None = None,
+    on_result=None,
+) -> list[FileResult]:
     """Copy s3://source_bucket/source_key into every destination bucket, in parallel
     (config.max_concurrency at most), on the one transfer loop; one result per
     destination, in their order."""
@@ -102,7 +126,7 @@ class Outcome:
     errors: dict[str, str] = field(default_factory=dict)  # failed bucket -> its error
 
     @classmethod
-    def of(cls, source: str, results: list[FileResult]) -> "Outcome":
+    def of(cls, source: str, results: list[FileResult]) -> Outcome:
         outcome = cls(source)
         for result in results:
             bucket = result.destination.removeprefix("s3://").split("/", 1)[0]
@@ -117,9 +141,15 @@ class Outcome:
         return outcome
 
     def to_json(self) -> dict:
-        return {"source": self.source, "total": self.total, "succeeded": self.succeeded,
-                "failed": self.failed, "succeeded_buckets": self.succeeded_buckets,
-                "failed_buckets": self.failed_buckets, "errors": self.errors}
+        return {
+            "source": self.source,
+            "total": self.total,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "succeeded_buckets": self.succeeded_buckets,
+            "failed_buckets": self.failed_buckets,
+            "errors": self.errors,
+        }
 
     def headline(self) -> str:
         return f"{self.source}: {self.succeeded} of {self.total} destinations succeeded, {self.failed} failed"

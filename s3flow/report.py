@@ -1,9 +1,10 @@
 """Views of the file results: the summary, its JSON, markdown and text forms."""
+
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from .record import CANCELLED, COPIED, DELETED, FAILED, SKIPPED, WOULD_COPY, WOULD_DELETE, FileResult
 
@@ -33,9 +34,13 @@ class Cause:
 
     def to_json(self) -> dict:
         e = self.example
-        return {"error_code": self.code, "bucket": self.bucket, "files": self.count,
-                "message": e.error_message if e else "",
-                "example": {"source": e.source, "destination": e.destination} if e else None}
+        return {
+            "error_code": self.code,
+            "bucket": self.bucket,
+            "files": self.count,
+            "message": e.error_message if e else "",
+            "example": {"source": e.source, "destination": e.destination} if e else None,
+        }
 
 
 @dataclass
@@ -73,8 +78,13 @@ class Summary:
             self.error_codes[result.error_code] += 1
             self._cause(result)
         else:
-            name = {SKIPPED: "skipped", DELETED: "deleted", CANCELLED: "cancelled",
-                    WOULD_COPY: "would_copy", WOULD_DELETE: "would_delete"}[status]
+            name = {
+                SKIPPED: "skipped",
+                DELETED: "deleted",
+                CANCELLED: "cancelled",
+                WOULD_COPY: "would_copy",
+                WOULD_DELETE: "would_delete",
+            }[status]
             setattr(self, name, getattr(self, name) + 1)
 
     def _cause(self, result: FileResult) -> None:
@@ -94,8 +104,15 @@ class Summary:
 
     def counts(self) -> dict[str, int]:
         """Files by status, in STATUSES order, statuses with none left out."""
-        names = {COPIED: "copied", SKIPPED: "skipped", FAILED: "failed", DELETED: "deleted",
-                 CANCELLED: "cancelled", WOULD_COPY: "would_copy", WOULD_DELETE: "would_delete"}
+        names = {
+            COPIED: "copied",
+            SKIPPED: "skipped",
+            FAILED: "failed",
+            DELETED: "deleted",
+            CANCELLED: "cancelled",
+            WOULD_COPY: "would_copy",
+            WOULD_DELETE: "would_delete",
+        }
         return {str(status): getattr(self, name) for status, name in names.items() if getattr(self, name)}
 
     @property
@@ -106,13 +123,24 @@ class Summary:
     def to_json(self) -> dict:
         """The machine-readable summary `s3flow transfer --json` prints."""
         return {
-            "files": self.files, "copied": self.copied, "skipped": self.skipped,
-            "failed": self.failed, "deleted": self.deleted, "cancelled": self.cancelled,
+            "files": self.files,
+            "copied": self.copied,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "deleted": self.deleted,
+            "cancelled": self.cancelled,
             "bytes_copied": self.bytes_copied,
             "seconds": round(self.seconds, 3),
-            "failures": [{"source": f.source, "destination": f.destination, "error": f.error,
-                          "error_code": f.error_code, "error_message": f.error_message}
-                         for f in self.failures],
+            "failures": [
+                {
+                    "source": f.source,
+                    "destination": f.destination,
+                    "error": f.error,
+                    "error_code": f.error_code,
+                    "error_message": f.error_message,
+                }
+                for f in self.failures
+            ],
             "error_codes": dict(self.error_codes),
             "causes": [cause.to_json() for cause in sorted(self.causes.values(), key=lambda c: -c.count)],
         }
@@ -124,35 +152,58 @@ class Summary:
         for failure in other.get("failures", ()):
             if len(self.failures) < KEEP_FAILURES:
                 code, _, message = failure["error"].partition(": ")
-                self.failures.append(FileResult(failure["source"], failure["destination"], FAILED,
-                                                error_code=code, error_message=message))
+                self.failures.append(
+                    FileResult(
+                        failure["source"], failure["destination"], FAILED, error_code=code, error_message=message
+                    )
+                )
         self.error_codes.update(other.get("error_codes", {}))
         for cause in other.get("causes", ()):
             example = cause.get("example") or {}
             key = (cause["error_code"], cause["bucket"])
-            mine = self.causes.setdefault(key, Cause(*key, example=FileResult(
-                example.get("source", ""), example.get("destination", ""), FAILED,
-                error_code=cause["error_code"], error_message=cause.get("message", ""))))
+            mine = self.causes.setdefault(
+                key,
+                Cause(
+                    *key,
+                    example=FileResult(
+                        example.get("source", ""),
+                        example.get("destination", ""),
+                        FAILED,
+                        error_code=cause["error_code"],
+                        error_message=cause.get("message", ""),
+                    ),
+                ),
+            )
             mine.count += cause["files"]
 
     def headline(self) -> str:
-        return (f"{self.files} files: {self.copied} copied, {self.skipped} skipped, "
-                f"{self.failed} failed, {self.deleted} deleted"
-                f"{f', {self.cancelled} cancelled' if self.cancelled else ''}; {human_bytes(self.bytes_copied)} "
-                f"in {self.seconds:.1f} s ({self.rate / 1e9:.3f} GB/s)")
+        return (
+            f"{self.files} files: {self.copied} copied, {self.skipped} skipped, "
+            f"{self.failed} failed, {self.deleted} deleted"
+            f"{f', {self.cancelled} cancelled' if self.cancelled else ''}; {human_bytes(self.bytes_copied)} "
+            f"in {self.seconds:.1f} s ({self.rate / 1e9:.3f} GB/s)"
+        )
 
     def markdown(self, title: str, links: dict[str, str] | None = None) -> str:
-        rows = [("Files", self.files), ("Copied", self.copied), ("Skipped", self.skipped),
-                ("Failed", self.failed), ("Deleted", self.deleted),
-                *([("Cancelled (not copied)", self.cancelled)] if self.cancelled else []),
-                ("Bytes copied", f"{self.bytes_copied:,} ({human_bytes(self.bytes_copied)})"),
-                ("Duration", f"{self.seconds:.1f} s"), ("Rate", f"{self.rate / 1e9:.3f} GB/s")]
+        rows = [
+            ("Files", self.files),
+            ("Copied", self.copied),
+            ("Skipped", self.skipped),
+            ("Failed", self.failed),
+            ("Deleted", self.deleted),
+            *([("Cancelled (not copied)", self.cancelled)] if self.cancelled else []),
+            ("Bytes copied", f"{self.bytes_copied:,} ({human_bytes(self.bytes_copied)})"),
+            ("Duration", f"{self.seconds:.1f} s"),
+            ("Rate", f"{self.rate / 1e9:.3f} GB/s"),
+        ]
         lines = [f"# {title}", "", "| Outcome | |", "|---|---:|", *(f"| {k} | {v} |" for k, v in rows)]
         if self.failures:
             codes = ", ".join(f"{code} x{n}" for code, n in self.error_codes.most_common())
             lines += ["", f"## Failures ({self.failed}: {codes})", "", "| Files | Cause |", "|---:|---|"]
-            lines += [f"| {cause.count:,} | {_cell(cause.line())} |" for cause in
-                      sorted(self.causes.values(), key=lambda c: -c.count)[:TOP_FAILURES]]
+            lines += [
+                f"| {cause.count:,} | {_cell(cause.line())} |"
+                for cause in sorted(self.causes.values(), key=lambda c: -c.count)[:TOP_FAILURES]
+            ]
             lines.append("\nEvery failed file is in the per-file table.")
         for name, target in (links or {}).items():
             lines.append(f"\n{name}: {target}")
@@ -165,19 +216,26 @@ def text(result: dict) -> str:
     rate = result["bytes_copied"] / seconds / 1e9 if seconds else 0.0
     names = ("files", "copied", "skipped", "failed", "deleted") + (("cancelled",) if result.get("cancelled") else ())
     lines = [f"{name:<14}{result[name]:>12,}" for name in names]
-    lines += [f"{'bytes copied':<14}{human_bytes(result['bytes_copied']):>12}",
-              f"{'duration':<14}{seconds:>10.1f} s", f"{'rate':<14}{rate:>7.3f} GB/s"]
+    lines += [
+        f"{'bytes copied':<14}{human_bytes(result['bytes_copied']):>12}",
+        f"{'duration':<14}{seconds:>10.1f} s",
+        f"{'rate':<14}{rate:>7.3f} GB/s",
+    ]
     causes = result.get("causes") or []
     for cause in causes[:TOP_FAILURES]:
         example = cause.get("example") or {}
         if cause["files"] == 1:
-            lines.append(f"FAILED {example.get('source') or '-'} -> {example.get('destination')}: "
-                         f"{cause['error_code']}: {cause['message']}")
+            lines.append(
+                f"FAILED {example.get('source') or '-'} -> {example.get('destination')}: "
+                f"{cause['error_code']}: {cause['message']}"
+            )
         else:
-            lines.append(f"FAILED {cause['files']:,} files: {cause['error_code']}"
-                         + (f" (destination bucket {cause['bucket']!r})" if cause["bucket"] else "")
-                         + f": {cause['message']}; e.g. {example.get('source') or '-'} -> "
-                           f"{example.get('destination')}")
+            lines.append(
+                f"FAILED {cause['files']:,} files: {cause['error_code']}"
+                + (f" (destination bucket {cause['bucket']!r})" if cause["bucket"] else "")
+                + f": {cause['message']}; e.g. {example.get('source') or '-'} -> "
+                f"{example.get('destination')}"
+            )
     if len(causes) > TOP_FAILURES:
         lines.append(f"... and {len(causes) - TOP_FAILURES} more causes")
     return "\n".join(lines)

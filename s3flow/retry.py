@@ -1,9 +1,11 @@
 """Retry an S3 request on transient errors, with exponential backoff and full jitter."""
+
 from __future__ import annotations
 
 import random
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from .config import TransferConfig
 from .errors import S3Error
@@ -33,7 +35,7 @@ class Retrier:
 
     def delay(self, retry: int) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2**retry)] (AWS architecture blog)."""
-        return random.uniform(0, min(self.config.backoff_cap, self.config.backoff_base * 2 ** retry))
+        return random.uniform(0, min(self.config.backoff_cap, self.config.backoff_base * 2**retry))
 
     def call(self, request: Callable[..., T], *args, attempts: Attempts | None = None) -> T:
         for retry in range(self.config.max_attempts):

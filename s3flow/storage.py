@@ -12,6 +12,7 @@ second a transfer copies. It does one thing (CopyObject, one try) and
 answers with a Future; anything it cannot do is the caller's to do again
 through botocore (see copy.Copier.run).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,9 +23,9 @@ import re
 import threading
 import time
 from concurrent.futures import Future
-from importlib.metadata import version
 from dataclasses import dataclass, field
-from typing import Iterator
+from importlib.metadata import version
+from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import boto3
@@ -32,9 +33,16 @@ from awscrt import auth as crt_auth
 from awscrt import http as crt_http
 from awscrt import io as crt_io
 from botocore.config import Config
-from botocore.exceptions import ClientError, ConnectTimeoutError, HTTPClientError
+from botocore.exceptions import (
+    ClientError,
+    ConnectTimeoutError,
+    HTTPClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ProfileNotFound,
+    ReadTimeoutError,
+)
 from botocore.exceptions import ConnectionError as BotoConnectionError
-from botocore.exceptions import NoCredentialsError, PartialCredentialsError, ProfileNotFound, ReadTimeoutError
 
 from .config import Endpoint
 from .errors import InputError, S3Error
@@ -43,8 +51,14 @@ from .record import ObjectRef
 # Properties HeadObject reports that a multipart copy must set on the new upload
 # itself (CopyObject carries them over with MetadataDirective=COPY).
 COPIED_PROPERTIES = (
-    "ContentType", "CacheControl", "ContentDisposition", "ContentEncoding",
-    "ContentLanguage", "Expires", "Metadata", "WebsiteRedirectLocation",
+    "ContentType",
+    "CacheControl",
+    "ContentDisposition",
+    "ContentEncoding",
+    "ContentLanguage",
+    "Expires",
+    "Metadata",
+    "WebsiteRedirectLocation",
 )
 # Properties a transfer may set on the destination (CopyObject, CreateMultipartUpload).
 DESTINATION_PROPERTIES = ("StorageClass", "ServerSideEncryption", "SSEKMSKeyId", "ACL", "ChecksumAlgorithm")
@@ -85,8 +99,10 @@ def _check_endpoint_url(url: str | None) -> None:
         return
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InputError(f"the S3 endpoint URL {url!r} needs a scheme and a host, e.g. http://{url.split('://')[-1]} "
-                         "(AWS_ENDPOINT_URL or the credentials block's endpoint)")
+        raise InputError(
+            f"the S3 endpoint URL {url!r} needs a scheme and a host, e.g. http://{url.split('://')[-1]} "
+            "(AWS_ENDPOINT_URL or the credentials block's endpoint)"
+        )
 
 
 @dataclass(frozen=True)
@@ -101,44 +117,63 @@ class OpenUpload:
 class Storage:
     """One S3 endpoint with one set of credentials (a side of a transfer)."""
 
-    def __init__(self, endpoint: Endpoint = Endpoint(), max_connections: int = 64,
-                 requester_pays: bool = False, copy_lane: bool | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint = Endpoint(),
+        max_connections: int = 64,
+        requester_pays: bool = False,
+        copy_lane: bool | None = None,
+    ) -> None:
         """copy_lane: send small CopyObjects through awscrt (None: unless the
         environment says S3FLOW_COPY_LANE=off or routes traffic through a proxy)."""
         self.endpoint = endpoint
         # Requests that read a requester-pays source must say who pays (harmless elsewhere).
         self._payer = {"RequestPayer": "requester"} if requester_pays else {}
-        _check_endpoint_url(endpoint.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")
-                            or os.environ.get("AWS_ENDPOINT_URL"))
+        _check_endpoint_url(
+            endpoint.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        )
         try:
             session = boto3.session.Session(
                 aws_access_key_id=endpoint.access_key_id,
                 aws_secret_access_key=endpoint.secret_access_key,
                 aws_session_token=endpoint.session_token,
-                region_name=endpoint.region, profile_name=endpoint.profile,
+                region_name=endpoint.region,
+                profile_name=endpoint.profile,
             )
             self._session = session
-            self._client = session.client("s3", endpoint_url=endpoint.endpoint_url, config=Config(
-                max_pool_connections=max_connections, retries={"total_max_attempts": 1},
-                connect_timeout=10, read_timeout=900, tcp_keepalive=True,
-            ))
+            self._client = session.client(
+                "s3",
+                endpoint_url=endpoint.endpoint_url,
+                config=Config(
+                    max_pool_connections=max_connections,
+                    retries={"total_max_attempts": 1},
+                    connect_timeout=10,
+                    read_timeout=900,
+                    tcp_keepalive=True,
+                ),
+            )
         except ProfileNotFound as exc:
             where = "the credentials block's profile" if endpoint.profile else "AWS_PROFILE"
-            raise InputError(f"the AWS profile {exc.kwargs.get('profile')!r} ({where}) is not in "
-                             "~/.aws/config or ~/.aws/credentials: `aws configure list-profiles` "
-                             "lists those there") from None
+            raise InputError(
+                f"the AWS profile {exc.kwargs.get('profile')!r} ({where}) is not in "
+                "~/.aws/config or ~/.aws/credentials: `aws configure list-profiles` "
+                "lists those there"
+            ) from None
         except ValueError as exc:  # botocore: "Invalid endpoint: ..."
-            raise InputError(f"the S3 endpoint is not valid ({exc}): give a URL such as "
-                             "https://s3.example.com:9000 in AWS_ENDPOINT_URL or the credentials block") from None
+            raise InputError(
+                f"the S3 endpoint is not valid ({exc}): give a URL such as "
+                "https://s3.example.com:9000 in AWS_ENDPOINT_URL or the credentials block"
+            ) from None
         if copy_lane is None:
-            copy_lane = os.environ.get("S3FLOW_COPY_LANE", "on").lower() not in ("off", "0", "false", "no") \
-                and not any(os.environ.get(name) for name in _PROXY_VARIABLES)
+            copy_lane = os.environ.get("S3FLOW_COPY_LANE", "on").lower() not in ("off", "0", "false", "no") and not any(
+                os.environ.get(name) for name in _PROXY_VARIABLES
+            )
         self._lane_wanted = copy_lane
         self._lane: CopyLane | None = None
         self._lane_lock = threading.Lock()
 
     @property
-    def copy_lane(self) -> "CopyLane | None":
+    def copy_lane(self) -> CopyLane | None:
         """The awscrt lane for CopyObject, made on first use; None when it is off,
         when there are no credentials to sign with, or when it has given up."""
         if not self._lane_wanted:
@@ -149,8 +184,9 @@ class Storage:
                 if credentials is None:
                     self._lane_wanted = False
                     return None
-                self._lane = CopyLane(self.endpoint_url, self._client.meta.region_name or "us-east-1",
-                                      credentials, self._payer)
+                self._lane = CopyLane(
+                    self.endpoint_url, self._client.meta.region_name or "us-east-1", credentials, self._payer
+                )
         return None if self._lane.disabled else self._lane
 
     def check_credentials(self, side: str) -> None:
@@ -158,7 +194,8 @@ class Storage:
         if self._session.get_credentials() is None:
             raise InputError(
                 f"no AWS credentials for the {side}: set AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or name an AwsCredentials block")
+                "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or name an AwsCredentials block"
+            )
 
     @property
     def endpoint_url(self) -> str:
@@ -197,27 +234,31 @@ class Storage:
         """The object's size, ETag and properties; None if it does not exist."""
         try:
             with _translated(ref.bucket, ref.key):
-                answer = self._client.head_object(Bucket=ref.bucket, Key=ref.key, **_version(ref),
-                                                  **self._payer)
+                answer = self._client.head_object(Bucket=ref.bucket, Key=ref.key, **_version(ref), **self._payer)
         except S3Error as exc:
             if exc.code == "NoSuchKey":
                 return None
             raise
         properties = {name: answer[name] for name in COPIED_PROPERTIES if name in answer}
-        encryption = {name: answer[name] for name in ("ServerSideEncryption", "SSEKMSKeyId")
-                      if name in answer}
-        return ObjectInfo(ref, answer["ContentLength"], _etag(answer["ETag"]),
-                          answer["LastModified"].timestamp(), properties,
-                          storage_class=answer.get("StorageClass") or "STANDARD",
-                          restored='ongoing-request="false"' in answer.get("Restore", ""),
-                          encryption=encryption)
+        encryption = {name: answer[name] for name in ("ServerSideEncryption", "SSEKMSKeyId") if name in answer}
+        return ObjectInfo(
+            ref,
+            answer["ContentLength"],
+            _etag(answer["ETag"]),
+            answer["LastModified"].timestamp(),
+            properties,
+            storage_class=answer.get("StorageClass") or "STANDARD",
+            restored='ongoing-request="false"' in answer.get("Restore", ""),
+            encryption=encryption,
+        )
 
     def first_part_size(self, ref: ObjectRef) -> int | None:
         """The size of a multipart object's part 1 (HEAD ?partNumber=1); None if unknown."""
         try:
             with _translated(ref.bucket, ref.key):
-                answer = self._client.head_object(Bucket=ref.bucket, Key=ref.key, PartNumber=1,
-                                                  **_version(ref), **self._payer)
+                answer = self._client.head_object(
+                    Bucket=ref.bucket, Key=ref.key, PartNumber=1, **_version(ref), **self._payer
+                )
         except S3Error as exc:
             if exc.transient:
                 raise
@@ -230,8 +271,9 @@ class Storage:
         digest = hashlib.md5()
         pin = {"IfMatch": f'"{etag}"'} if etag else {}
         with _translated(ref.bucket, ref.key):
-            body = self._client.get_object(Bucket=ref.bucket, Key=ref.key, Range=f"bytes={first}-{last}",
-                                           **_version(ref), **pin, **self._payer)["Body"]
+            body = self._client.get_object(
+                Bucket=ref.bucket, Key=ref.key, Range=f"bytes={first}-{last}", **_version(ref), **pin, **self._payer
+            )["Body"]
             for chunk in body.iter_chunks(1024 * 1024):
                 digest.update(chunk)
         return digest.hexdigest()
@@ -240,8 +282,9 @@ class Storage:
         with _translated(ref.bucket, ref.key):
             self._client.delete_object(Bucket=ref.bucket, Key=ref.key)
 
-    def list_page(self, bucket: str, prefix: str, token: str | None,
-                  start_after: str | None = None, max_keys: int = 1000) -> tuple[list[ObjectInfo], str | None]:
+    def list_page(
+        self, bucket: str, prefix: str, token: str | None, start_after: str | None = None, max_keys: int = 1000
+    ) -> tuple[list[ObjectInfo], str | None]:
         """One page of objects under a prefix (after `start_after`), in key order, and the
         next page's token."""
         args = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": max_keys, **self._payer}
@@ -252,9 +295,13 @@ class Storage:
         with _translated(bucket, prefix):
             answer = self._client.list_objects_v2(**args)
         objects = [
-            ObjectInfo(ObjectRef(bucket, item["Key"]), item["Size"], _etag(item.get("ETag", "")),
-                       item["LastModified"].timestamp(),
-                       storage_class=item.get("StorageClass") or "STANDARD")
+            ObjectInfo(
+                ObjectRef(bucket, item["Key"]),
+                item["Size"],
+                _etag(item.get("ETag", "")),
+                item["LastModified"].timestamp(),
+                storage_class=item.get("StorageClass") or "STANDARD",
+            )
             for item in answer.get("Contents", ())
         ]
         return objects, answer.get("NextContinuationToken") if answer.get("IsTruncated") else None
@@ -269,10 +316,11 @@ class Storage:
 
     def tags(self, ref: ObjectRef) -> list[dict]:
         with _translated(ref.bucket, ref.key):
-            return self._client.get_object_tagging(
-                Bucket=ref.bucket, Key=ref.key, **_version(ref), **self._payer)["TagSet"]
+            return self._client.get_object_tagging(Bucket=ref.bucket, Key=ref.key, **_version(ref), **self._payer)[
+                "TagSet"
+            ]
 
-    def copy_object(self, source: ObjectInfo, destination: ObjectRef, properties: dict) -> str:
+    def copy_object(self, source: ObjectInfo, destination: ObjectRef, properties: dict) -> Written:
         """Server-side copy of a whole object (<= 5 GiB), pinned to the source's ETag.
 
         Content type, metadata and tags come along (the COPY directives are S3's default);
@@ -280,51 +328,59 @@ class Storage:
         """
         with _translated(destination.bucket, destination.key):
             answer = self._client.copy_object(
-                Bucket=destination.bucket, Key=destination.key,
-                CopySource=_copy_source(source.ref), CopySourceIfMatch=f'"{source.etag}"',
-                **_only(properties, DESTINATION_PROPERTIES), **self._payer,
+                Bucket=destination.bucket,
+                Key=destination.key,
+                CopySource=_copy_source(source.ref),
+                CopySourceIfMatch=f'"{source.etag}"',
+                **_only(properties, DESTINATION_PROPERTIES),
+                **self._payer,
             )
         return _written(answer["CopyObjectResult"])
 
-    def create_multipart(self, source: ObjectInfo, destination: ObjectRef, tags: list[dict],
-                         properties: dict) -> str:
+    def create_multipart(self, source: ObjectInfo, destination: ObjectRef, tags: list[dict], properties: dict) -> str:
         """Start a multipart upload carrying the source's properties and tags, and ours."""
         args = {**source.properties, **_only(properties, DESTINATION_PROPERTIES)}
         if tags:
             args["Tagging"] = urlencode([(tag["Key"], tag["Value"]) for tag in tags])
         with _translated(destination.bucket, destination.key):
-            answer = self._client.create_multipart_upload(
-                Bucket=destination.bucket, Key=destination.key, **args)
+            answer = self._client.create_multipart_upload(Bucket=destination.bucket, Key=destination.key, **args)
         return answer["UploadId"]
 
-    def copy_part(self, source: ObjectInfo, destination: ObjectRef, upload_id: str,
-                  number: int, first: int, last: int) -> "Written":
+    def copy_part(
+        self, source: ObjectInfo, destination: ObjectRef, upload_id: str, number: int, first: int, last: int
+    ) -> Written:
         with _translated(destination.bucket, destination.key):
             answer = self._client.upload_part_copy(
-                Bucket=destination.bucket, Key=destination.key, UploadId=upload_id,
-                PartNumber=number, CopySourceRange=f"bytes={first}-{last}",
-                CopySource=_copy_source(source.ref), CopySourceIfMatch=f'"{source.etag}"',
+                Bucket=destination.bucket,
+                Key=destination.key,
+                UploadId=upload_id,
+                PartNumber=number,
+                CopySourceRange=f"bytes={first}-{last}",
+                CopySource=_copy_source(source.ref),
+                CopySourceIfMatch=f'"{source.etag}"',
                 **self._payer,
             )
         return _written(answer["CopyPartResult"])
 
-    def complete_multipart(self, destination: ObjectRef, upload_id: str, parts: list["Written"]) -> "Written":
+    def complete_multipart(self, destination: ObjectRef, upload_id: str, parts: list[Written]) -> Written:
         """Finish an upload from its parts' answers (the parts' checksums go along)."""
-        listed = [{"ETag": f'"{part.etag}"', "PartNumber": number, **part.checksum_arg()}
-                  for number, part in enumerate(parts, 1)]
+        listed = [
+            {"ETag": f'"{part.etag}"', "PartNumber": number, **part.checksum_arg()}
+            for number, part in enumerate(parts, 1)
+        ]
         with _translated(destination.bucket, destination.key):
             answer = self._client.complete_multipart_upload(
-                Bucket=destination.bucket, Key=destination.key, UploadId=upload_id,
-                MultipartUpload={"Parts": listed})
+                Bucket=destination.bucket, Key=destination.key, UploadId=upload_id, MultipartUpload={"Parts": listed}
+            )
         return _written(answer)
 
     def abort_multipart(self, destination: ObjectRef, upload_id: str) -> None:
         with _translated(destination.bucket, destination.key):
-            self._client.abort_multipart_upload(
-                Bucket=destination.bucket, Key=destination.key, UploadId=upload_id)
+            self._client.abort_multipart_upload(Bucket=destination.bucket, Key=destination.key, UploadId=upload_id)
 
-    def upload_page(self, bucket: str, prefix: str, marker: tuple[str, str] | None
-                    ) -> tuple[list["OpenUpload"], tuple[str, str] | None]:
+    def upload_page(
+        self, bucket: str, prefix: str, marker: tuple[str, str] | None
+    ) -> tuple[list[OpenUpload], tuple[str, str] | None]:
         """One page of incomplete multipart uploads under a prefix, and the next page's
         (key, upload id) marker."""
         args = {"Bucket": bucket, "Prefix": prefix}
@@ -332,13 +388,18 @@ class Storage:
             args["KeyMarker"], args["UploadIdMarker"] = marker
         with _translated(bucket, prefix):
             answer = self._client.list_multipart_uploads(**args)
-        uploads = [OpenUpload(ObjectRef(bucket, item["Key"]), item["UploadId"],
-                              item["Initiated"].timestamp() if item.get("Initiated") else None)
-                   for item in answer.get("Uploads", ())]
+        uploads = [
+            OpenUpload(
+                ObjectRef(bucket, item["Key"]),
+                item["UploadId"],
+                item["Initiated"].timestamp() if item.get("Initiated") else None,
+            )
+            for item in answer.get("Uploads", ())
+        ]
         more = answer.get("IsTruncated") and (answer.get("NextKeyMarker"), answer.get("NextUploadIdMarker"))
         return uploads, more or None
 
-    def upload_bytes(self, upload: "OpenUpload") -> int:
+    def upload_bytes(self, upload: OpenUpload) -> int:
         """The bytes an incomplete upload's parts hold (billed until it is aborted)."""
         total, marker = 0, None
         while True:
@@ -356,7 +417,8 @@ class Storage:
         """Delete up to 1,000 keys in one request; the keys that failed, with their codes."""
         with _translated(bucket, ""):
             answer = self._client.delete_objects(
-                Bucket=bucket, Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True})
+                Bucket=bucket, Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True}
+            )
         return {error["Key"]: error.get("Code", "InternalError") for error in answer.get("Errors", ())}
 
 
@@ -405,9 +467,9 @@ class _translated:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind, exc, traceback) -> bool:
+    def __exit__(self, kind, exc, traceback) -> None:
         if exc is None:
-            return False
+            return None
         if isinstance(exc, ClientError):
             error = exc.response.get("Error", {})
             code = str(error.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "Unknown"))
@@ -416,12 +478,13 @@ class _translated:
         if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
             raise InputError(
                 "no usable AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-                "(or AWS_PROFILE), or name an AwsCredentials block") from None
+                "(or AWS_PROFILE), or name an AwsCredentials block"
+            ) from None
         if isinstance(exc, _TIMEOUT_ERRORS):
             raise S3Error("Timeout", str(exc), self.bucket, self.key) from None
         if isinstance(exc, _NETWORK_ERRORS):
             raise S3Error("ConnectionError", str(exc), self.bucket, self.key) from None
-        return False
+        return None
 
 
 # --- the awscrt lane ---------------------------------------------------------------
@@ -429,12 +492,14 @@ class _translated:
 _PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 # Request headers for DESTINATION_PROPERTIES (and the requester-pays flag).
 _HEADERS = {
-    "StorageClass": "x-amz-storage-class", "ServerSideEncryption": "x-amz-server-side-encryption",
-    "SSEKMSKeyId": "x-amz-server-side-encryption-aws-kms-key-id", "ACL": "x-amz-acl",
-    "ChecksumAlgorithm": "x-amz-checksum-algorithm", "RequestPayer": "x-amz-request-payer",
+    "StorageClass": "x-amz-storage-class",
+    "ServerSideEncryption": "x-amz-server-side-encryption",
+    "SSEKMSKeyId": "x-amz-server-side-encryption-aws-kms-key-id",
+    "ACL": "x-amz-acl",
+    "ChecksumAlgorithm": "x-amz-checksum-algorithm",
+    "RequestPayer": "x-amz-request-payer",
 }
-_ANSWER_FIELDS = re.compile(
-    rb"<(ETag|Checksum(?:CRC32C|CRC32|CRC64NVME|SHA1|SHA256)|Code|Message)>(.*?)</\1>", re.S)
+_ANSWER_FIELDS = re.compile(rb"<(ETag|Checksum(?:CRC32C|CRC32|CRC64NVME|SHA1|SHA256)|Code|Message)>(.*?)</\1>", re.S)
 _VIRTUAL_HOSTABLE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _SAFE = "-._~/"  # what botocore leaves unquoted in a key
 LANE_AGENT = f"s3flow-copy-lane awscrt/{version('awscrt')}"  # in S3's access logs, our requests
@@ -459,8 +524,9 @@ class CopyLane:
     _bootstrap: crt_io.ClientBootstrap | None = None
     _bootstrap_lock = threading.Lock()
 
-    def __init__(self, endpoint_url: str, region: str, credentials, payer: dict,
-                 timeout: float = 120.0, give_up: int = 32) -> None:
+    def __init__(
+        self, endpoint_url: str, region: str, credentials, payer: dict, timeout: float = 120.0, give_up: int = 32
+    ) -> None:
         parts = urlsplit(endpoint_url)
         self._tls = parts.scheme == "https"
         self._host, self._port = parts.hostname or "", parts.port or (443 if self._tls else 80)
@@ -470,24 +536,29 @@ class CopyLane:
         self._failures = 0
         self.disabled = False
         self._idle: dict[str, list] = {}
-        self._in_flight: dict[int, tuple[float, object]] = {}
+        self._in_flight: dict[int, tuple[float, Any]] = {}
         self._lock = threading.Lock()
         self._watchdog: threading.Thread | None = None
 
         if hasattr(credentials, "refresh_needed"):  # botocore refreshes these: ask it each time
+
             def current() -> crt_auth.AwsCredentials:
                 frozen = credentials.get_frozen_credentials()
                 return crt_auth.AwsCredentials(frozen.access_key, frozen.secret_key, frozen.token)
+
             provider = crt_auth.AwsCredentialsProvider.new_delegate(current)
         else:
             frozen = credentials.get_frozen_credentials()
-            provider = crt_auth.AwsCredentialsProvider.new_static(
-                frozen.access_key, frozen.secret_key, frozen.token)
+            provider = crt_auth.AwsCredentialsProvider.new_static(frozen.access_key, frozen.secret_key, frozen.token)
         self._signing = crt_auth.AwsSigningConfig(
             credentials_provider=provider,
-            region=region, service="s3", use_double_uri_encode=False, should_normalize_uri_path=False,
+            region=region,
+            service="s3",
+            use_double_uri_encode=False,
+            should_normalize_uri_path=False,
             signed_body_value=crt_auth.AwsSignedBodyValue.UNSIGNED_PAYLOAD,
-            signed_body_header_type=crt_auth.AwsSignedBodyHeaderType.X_AMZ_CONTENT_SHA_256)
+            signed_body_header_type=crt_auth.AwsSignedBodyHeaderType.X_AMZ_CONTENT_SHA_256,
+        )
         self._tls_context = None
         if self._tls:
             options = crt_io.TlsContextOptions()
@@ -513,18 +584,23 @@ class CopyLane:
         answer: Future = Future()
         try:
             host, path = self._address(destination)
-            headers = [("host", host if self._port in (80, 443) else f"{host}:{self._port}"),
-                       ("content-length", "0"), ("user-agent", LANE_AGENT),
-                       ("x-amz-copy-source", _copy_source_header(source.ref)),
-                       ("x-amz-copy-source-if-match", f'"{source.etag}"')]
-            headers += [(_HEADERS[name], str(value)) for name, value in
-                        {**_only(properties, DESTINATION_PROPERTIES), **self._payer}.items()]
+            headers = [
+                ("host", host if self._port in (80, 443) else f"{host}:{self._port}"),
+                ("content-length", "0"),
+                ("user-agent", LANE_AGENT),
+                ("x-amz-copy-source", _copy_source_header(source.ref)),
+                ("x-amz-copy-source-if-match", f'"{source.etag}"'),
+            ]
+            headers += [
+                (_HEADERS[name], str(value))
+                for name, value in {**_only(properties, DESTINATION_PROPERTIES), **self._payer}.items()
+            ]
             request = crt_http.HttpRequest("PUT", path, crt_http.HttpHeaders(headers))
             crt_auth.aws_sign_request(request, self._signing).add_done_callback(
-                lambda signed: self._signed(signed, request, host, destination, answer))
-        except Exception as exc:  # noqa: BLE001 -- the caller falls back to botocore
-            self._fail(answer, S3Error("ConnectionError", f"copy lane: {exc}", destination.bucket,
-                                       destination.key))
+                lambda signed: self._signed(signed, request, host, destination, answer)
+            )
+        except Exception as exc:
+            self._fail(answer, S3Error("ConnectionError", f"copy lane: {exc}", destination.bucket, destination.key))
         return answer
 
     def _address(self, destination: ObjectRef) -> tuple[str, str]:
@@ -536,14 +612,20 @@ class CopyLane:
     def _signed(self, signed: Future, request, host: str, destination: ObjectRef, answer: Future) -> None:
         error = signed.exception()
         if error is not None:
-            return self._fail(answer, S3Error("ConnectionError", f"copy lane: signing failed: {error}",
-                                              destination.bucket, destination.key))
+            return self._fail(
+                answer,
+                S3Error("ConnectionError", f"copy lane: signing failed: {error}", destination.bucket, destination.key),
+            )
         connection = self._take(host)
         if connection is not None:
             return self._send(connection, request, host, destination, answer)
         made = crt_http.HttpClientConnection.new(
-            host_name=host, port=self._port, bootstrap=self._loop(), socket_options=self._socket,
-            tls_connection_options=self._tls_options(host))
+            host_name=host,
+            port=self._port,
+            bootstrap=self._loop(),
+            socket_options=self._socket,
+            tls_connection_options=self._tls_options(host),
+        )
         made.add_done_callback(lambda made: self._connected(made, request, host, destination, answer))
 
     def _tls_options(self, host: str):
@@ -556,24 +638,30 @@ class CopyLane:
     def _connected(self, made: Future, request, host: str, destination: ObjectRef, answer: Future) -> None:
         error = made.exception()
         if error is not None:
-            return self._fail(answer, S3Error("ConnectionError", f"copy lane: cannot connect to "
-                                              f"{host}:{self._port}: {error}", destination.bucket,
-                                              destination.key))
+            return self._fail(
+                answer,
+                S3Error(
+                    "ConnectionError",
+                    f"copy lane: cannot connect to {host}:{self._port}: {error}",
+                    destination.bucket,
+                    destination.key,
+                ),
+            )
         self._send(made.result(), request, host, destination, answer)
 
     def _send(self, connection, request, host: str, destination: ObjectRef, answer: Future) -> None:
         body = bytearray()
         try:
             stream = connection.request(request, on_body=lambda chunk, **_: body.extend(chunk))
-        except Exception as exc:  # noqa: BLE001 -- a connection closed under us
+        except Exception as exc:
             connection.close()
-            return self._fail(answer, S3Error("ConnectionError", f"copy lane: {exc}",
-                                              destination.bucket, destination.key))
+            return self._fail(
+                answer, S3Error("ConnectionError", f"copy lane: {exc}", destination.bucket, destination.key)
+            )
         with self._lock:
             self._in_flight[id(stream)] = (time.monotonic() + self._timeout, connection)
             if self._watchdog is None:
-                self._watchdog = threading.Thread(target=self._watch, name="s3flow-lane-watchdog",
-                                                  daemon=True)
+                self._watchdog = threading.Thread(target=self._watch, name="s3flow-lane-watchdog", daemon=True)
                 self._watchdog.start()
 
         def done(finished: Future) -> None:
@@ -583,8 +671,10 @@ class CopyLane:
             if error is not None or timed_out:
                 connection.close()
                 code = "Timeout" if timed_out else "ConnectionError"
-                return self._fail(answer, S3Error(code, f"copy lane: {error or 'no answer in time'}",
-                                                  destination.bucket, destination.key))
+                return self._fail(
+                    answer,
+                    S3Error(code, f"copy lane: {error or 'no answer in time'}", destination.bucket, destination.key),
+                )
             self._give(host, connection)
             self._answered(stream.response_status_code, bytes(body), destination, answer)
 
@@ -592,11 +682,19 @@ class CopyLane:
         stream.activate()
 
     def _answered(self, status: int, body: bytes, destination: ObjectRef, answer: Future) -> None:
-        fields = {name.decode(): html.unescape(value.decode("utf-8", "replace"))
-                  for name, value in _ANSWER_FIELDS.findall(body)}
+        fields = {
+            name.decode(): html.unescape(value.decode("utf-8", "replace"))
+            for name, value in _ANSWER_FIELDS.findall(body)
+        }
         if status == 200 and "ETag" in fields and "Code" not in fields:  # a 200 can carry an error
-            checksum = next((f"{name.removeprefix('Checksum')}:{value}" for name, value in fields.items()
-                             if name.startswith("Checksum")), "")
+            checksum = next(
+                (
+                    f"{name.removeprefix('Checksum')}:{value}"
+                    for name, value in fields.items()
+                    if name.startswith("Checksum")
+                ),
+                "",
+            )
             with self._lock:
                 self._failures = 0
             return answer.set_result(Written(_etag(fields["ETag"]), checksum))
@@ -608,8 +706,11 @@ class CopyLane:
             self._failures += 1
             if self._failures >= self._give_up and not self.disabled:
                 self.disabled = True
-                log.warning("copy lane off after %d failures in a row (last: %s): copies go through "
-                            "botocore", self._failures, error.code)
+                log.warning(
+                    "copy lane off after %d failures in a row (last: %s): copies go through botocore",
+                    self._failures,
+                    error.code,
+                )
         answer.set_exception(error)
 
     def _take(self, host: str):

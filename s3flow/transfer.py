@@ -21,15 +21,18 @@ again (a retried task) only runs its files without a result; each file has exact
 result, handed to `on_result` from whichever thread decided it (so `on_result` must be
 thread-safe and quick).
 """
+
 from __future__ import annotations
 
 import itertools
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterator, Protocol
+from functools import partial
+from typing import Protocol
 
 from . import manifest as manifests
 from .config import TransferConfig
@@ -37,7 +40,15 @@ from .copy import UNEXPECTED_CODE, Copier
 from .errors import InputError, S3Error
 from .manifest import ManifestRow
 from .plan import (
-    Batcher, CopyItem, DeleteItem, Planned, Planner, cancelled_rows, check_buckets, needs_settling, settle,
+    Batcher,
+    CopyItem,
+    DeleteItem,
+    Planned,
+    Planner,
+    cancelled_rows,
+    check_buckets,
+    needs_settling,
+    settle,
     would_copy,
 )
 from .record import CANCELLED, FAILED, WOULD_DELETE, FileResult, ObjectRef
@@ -95,13 +106,23 @@ class Transfer:
     missing_buckets: dict[str, tuple[str, str]]
 
     @classmethod
-    def open(cls, manifest: str, config: TransferConfig, *, header: bool | None = None,
-             rows: list[ManifestRow] | None = None, text: str | None = None) -> "Transfer":
+    def open(
+        cls,
+        manifest: str,
+        config: TransferConfig,
+        *,
+        header: bool | None = None,
+        rows: list[ManifestRow] | None = None,
+        text: str | None = None,
+    ) -> Transfer:
         """Everything a transfer needs, checked before anything is copied; InputError if
         not. `rows`: a shard's rows, or a replication's; `text`: the manifest's text."""
         source = Storage(config.source, config.max_concurrency, config.requester_pays)
-        destination = source if config.destination == config.source else Storage(
-            config.destination, config.max_concurrency, config.requester_pays)
+        destination = (
+            source
+            if config.destination == config.source
+            else Storage(config.destination, config.max_concurrency, config.requester_pays)
+        )
         source.check_credentials("source")
         destination.check_credentials("destination")
         if rows is None:
@@ -113,14 +134,14 @@ class Transfer:
         missing = check_buckets(rows, source, destination, Retrier(config))
         return cls(manifest, config, rows, source, destination, missing)
 
-    def with_config(self, config: TransferConfig) -> "Transfer":
+    def with_config(self, config: TransferConfig) -> Transfer:
         """The same checked transfer with other settings (the slots a run was granted)."""
         return replace(self, config=config)
 
     def plan(self) -> Iterator[Planned]:
         return Planner(self.config, self.source, self.destination).plan(self.rows, self.missing_buckets)
 
-    def runner(self, on_result: OnResult | None = None, **options) -> "Runner":
+    def runner(self, on_result: OnResult | None = None, **options) -> Runner:
         return Runner(self, on_result, **options)
 
     def run(self, on_result: OnResult | None = None, **options) -> Outcome:
@@ -131,11 +152,17 @@ class Transfer:
 class Runner:
     """Runs a transfer's plan: see the module's table. One per run."""
 
-    def __init__(self, transfer: Transfer, on_result: OnResult | None = None, *,
-                 on_upload: Callable[[ObjectRef, str, str], None] | None = None,
-                 execute: Execute | None = None, batches_in_flight: int = BATCHES_IN_FLIGHT,
-                 stop_signals: tuple[type[BaseException], ...] = (KeyboardInterrupt,),
-                 cancel_grace: float = CANCEL_GRACE) -> None:
+    def __init__(
+        self,
+        transfer: Transfer,
+        on_result: OnResult | None = None,
+        *,
+        on_upload: Callable[[ObjectRef, str, str], None] | None = None,
+        execute: Execute | None = None,
+        batches_in_flight: int = BATCHES_IN_FLIGHT,
+        stop_signals: tuple[type[BaseException], ...] = (KeyboardInterrupt,),
+        cancel_grace: float = CANCEL_GRACE,
+    ) -> None:
         self.transfer = transfer
         self.config = transfer.config
         self.on_result = on_result
@@ -154,7 +181,7 @@ class Runner:
         self._grace = cancel_grace
         self._lock = threading.Lock()
 
-    def __enter__(self) -> "Runner":
+    def __enter__(self) -> Runner:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -213,7 +240,7 @@ class Runner:
                 continue
             prepare = self._prepare(item)
             future = self.copier.submit(item, prepare)
-            future.add_done_callback(lambda done, index=index: self._landed(batch, index, done))
+            future.add_done_callback(partial(self._landed, batch, index))
             waiting.append(future)
         if deletes:
             self._delete(batch, deletes)
@@ -227,8 +254,7 @@ class Runner:
         source, destination, copier = self.transfer.source, self.transfer.destination, self.copier
 
         def prepare(attempts: Attempts) -> CopyItem | FileResult:
-            settled = settle(item, source, destination, attempts, copier.request) \
-                if needs_settling(item) else item
+            settled = settle(item, source, destination, attempts, copier.request) if needs_settling(item) else item
             if isinstance(settled, FileResult) or not self.config.dry_run:
                 return settled
             if settled.source is None:  # an object row HEAD's the source when it is settled
@@ -248,12 +274,23 @@ class Runner:
         if self.config.dry_run:
             now = time.time()
             for index, item in deletes:
-                self._decided(batch, index, FileResult(
-                    "", item.destination.uri, WOULD_DELETE, size=item.size, started=now, ended=now,
-                    detail="not in the source", line=item.line))
+                self._decided(
+                    batch,
+                    index,
+                    FileResult(
+                        "",
+                        item.destination.uri,
+                        WOULD_DELETE,
+                        size=item.size,
+                        started=now,
+                        ended=now,
+                        detail="not in the source",
+                        line=item.line,
+                    ),
+                )
             return
         results = self.copier.delete([item for _, item in deletes])
-        for (index, _), result in zip(deletes, results):
+        for (index, _), result in zip(deletes, results, strict=True):
             self._decided(batch, index, result)
 
     def _default_execute(self, batch: Batch) -> Running:
@@ -278,8 +315,7 @@ class Runner:
                 batch, running = pending[0]
                 done = running.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
                 for index, item in batch.open_items():
-                    self._decided(batch, index, _in_flight(item, self._grace) if not done
-                                  else _lost(item, batch.error))
+                    self._decided(batch, index, _in_flight(item, self._grace) if not done else _lost(item, batch.error))
                 pending.popleft()  # only now: a signal while waiting loses nothing
 
         def submit(batch_items: list) -> None:
@@ -317,8 +353,9 @@ class Runner:
             for result in cancelled_rows(self.transfer.rows, planner.rows_done):
                 self._emit(result)
         slots = self.copier.slots
-        return Outcome(self.summary, planner.listed_pages, planner.excluded, self.cancelled, stopped,
-                       slots.slowdowns, slots.lowest)
+        return Outcome(
+            self.summary, planner.listed_pages, planner.excluded, self.cancelled, stopped, slots.slowdowns, slots.lowest
+        )
 
 
 class _Done:
@@ -338,18 +375,33 @@ def _source_uri(item: CopyItem | DeleteItem) -> str:
 
 def _in_flight(item: CopyItem | DeleteItem, grace: float) -> FileResult:
     now = time.time()
-    return FileResult(_source_uri(item), item.destination.uri, CANCELLED, started=now, ended=now,
-                      line=item.line, error_code="Cancelled",
-                      error_message=f"still in flight {grace:.0f} s after the cancel; it may or may not "
-                                    "have been copied: the next run of this transfer checks it")
+    return FileResult(
+        _source_uri(item),
+        item.destination.uri,
+        CANCELLED,
+        started=now,
+        ended=now,
+        line=item.line,
+        error_code="Cancelled",
+        error_message=f"still in flight {grace:.0f} s after the cancel; it may or may not "
+        "have been copied: the next run of this transfer checks it",
+    )
 
 
 def _lost(item: CopyItem | DeleteItem, error: BaseException | None) -> FileResult:
     """A file whose batch ended without its result: never silently dropped."""
     now = time.time()
     why = f"{type(error).__name__}: {error}" if error is not None else "its batch ended without a result"
-    return FileResult(_source_uri(item), item.destination.uri, FAILED, started=now, ended=now,
-                      line=item.line, error_code=UNEXPECTED_CODE, error_message=why)
+    return FileResult(
+        _source_uri(item),
+        item.destination.uri,
+        FAILED,
+        started=now,
+        ended=now,
+        line=item.line,
+        error_code=UNEXPECTED_CODE,
+        error_message=why,
+    )
 
 
 def _fetch_manifest(storage: Storage, ref) -> bytes:

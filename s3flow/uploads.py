@@ -12,13 +12,14 @@ progress, so it is only ever aborted by age, an age the user gives:
 | `s3flow uploads s3://bucket/prefix/`           | list those under a prefix                     |
 | `s3flow uploads ... --abort --older-than 7d`   | abort those started more than 7 days ago      |
 """
+
 from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Iterable, Iterator
+from datetime import UTC, datetime
 
 from .errors import InputError, S3Error
 from .record import ObjectRef
@@ -74,8 +75,14 @@ class Report:
             self.examples.append(_describe(upload))
 
     def to_json(self) -> dict:
-        return {"count": self.count, "bytes": self.bytes, "bytes_of": self.measured,
-                "oldest": _iso(self.oldest), "examples": self.examples, "error": self.error}
+        return {
+            "count": self.count,
+            "bytes": self.bytes,
+            "bytes_of": self.measured,
+            "oldest": _iso(self.oldest),
+            "examples": self.examples,
+            "error": self.error,
+        }
 
 
 def report(storage: Storage, prefixes: Iterable[ObjectRef], retrier: Retrier) -> Report:
@@ -93,8 +100,9 @@ def report(storage: Storage, prefixes: Iterable[ObjectRef], retrier: Retrier) ->
     return found
 
 
-def abort_older(storage: Storage, prefix: ObjectRef, older_than: float, retrier: Retrier,
-                dry_run: bool = False) -> tuple[list[dict], list[dict]]:
+def abort_older(
+    storage: Storage, prefix: ObjectRef, older_than: float, retrier: Retrier, dry_run: bool = False
+) -> tuple[list[dict], list[dict]]:
     """Abort the uploads under `prefix` started more than `older_than` seconds ago:
     (aborted, failed), each upload described. Younger ones are left alone."""
     cutoff = time.time() - older_than
@@ -121,9 +129,11 @@ def text(found: dict) -> str:
         return "incomplete uploads: none under the destinations"
     measured = found["bytes_of"]
     of = "" if measured == found["count"] else f" (of the first {measured:,})"
-    lines = [f"incomplete uploads: {found['count']:,} under the destinations, {found['bytes']:,} bytes in "
-             f"parts{of}, the oldest from {found['oldest']} (billed until aborted: `s3flow uploads "
-             "s3://bucket/prefix/ --abort --older-than 7d`)"]
+    lines = [
+        f"incomplete uploads: {found['count']:,} under the destinations, {found['bytes']:,} bytes in "
+        f"parts{of}, the oldest from {found['oldest']} (billed until aborted: `s3flow uploads "
+        "s3://bucket/prefix/ --abort --older-than 7d`)"
+    ]
     lines += [f"  {e['uri']} upload {e['upload_id']} started {e['initiated']}" for e in found["examples"]]
     return "\n".join(lines)
 
@@ -142,4 +152,4 @@ def _describe(upload: OpenUpload) -> dict:
 
 
 def _iso(stamp: float | None) -> str | None:
-    return datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="seconds") if stamp else None
+    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds") if stamp else None

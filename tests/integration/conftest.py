@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import VENV_BIN
+from tests.faultproxy import FaultProxy
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -62,3 +63,13 @@ def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+@pytest.fixture()
+def proxy(seaweed, monkeypatch):
+    """A fault proxy in front of SeaweedFS; this process's AWS environment points at it."""
+    server = FaultProxy(seaweed.port).start()
+    for name, value in {**seaweed.env(), "AWS_ENDPOINT_URL": server.url}.items():
+        monkeypatch.setenv(name, value)
+    yield server
+    server.stop()

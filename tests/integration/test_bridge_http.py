@@ -6,7 +6,7 @@ import os
 import subprocess
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 from prefect.client.orchestration import get_client
@@ -19,7 +19,7 @@ from tests.integration.conftest import stop
 
 def eventbridge(bucket: str, key: str) -> dict:
     return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Object Created", "source": "aws.s3",
-            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "detail": {"bucket": {"name": bucket}, "reason": "PutObject",
+            "time": datetime.now(UTC).isoformat(timespec="seconds"), "detail": {"bucket": {"name": bucket}, "reason": "PutObject",
                                                        "object": {"key": key, "size": 7, "etag": "e7"}}}
 
 

@@ -10,7 +10,7 @@ from s3flow.flows.transfer import artifact_base, transfer_manifest
 from s3flow.storage import LANE_AGENT
 from tests.conftest import listing
 from tests.faultproxy import Faults
-from tests.integration.test_faults import artifacts, fill, proxy, table_rows  # noqa: F401 (fixture)
+from tests.integration.test_faults import artifacts, fill, table_rows
 
 AWKWARD = ["with space.fq", "plus+equals=.fq", "percent%20.fq", "amp&and.fq", "ünïcødé/ß.fq",
            "semi;colon,comma.fq", "tilde~star*.fq", "paren(1).fq",

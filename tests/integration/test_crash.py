@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 from contextlib import contextmanager
+from datetime import UTC
 
 from s3flow.flows.status import transfer_status
 from tests.conftest import VENV_BIN, listing, run_cli
@@ -21,7 +22,7 @@ from tests.integration.test_status import running_transfer
 
 def test_a_killed_transfer_leaves_no_open_upload_and_no_zombie_run(
         seaweed, prefect_server, prefect_api, buckets, write_manifest):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     src, dst = buckets("src", "dst")
     c = seaweed.client()
@@ -33,7 +34,7 @@ def test_a_killed_transfer_leaves_no_open_upload_and_no_zombie_run(
         command = [str(VENV_BIN / "s3flow"), "transfer", manifest, "--multipart-threshold-mib", "5",
                    "--part-size-mib", "5", "--part-copies", "always", "--part-concurrency", "1",
                    "--concurrency", "4", "--json"]
-        since = datetime.now(timezone.utc)
+        since = datetime.now(UTC)
         first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                  start_new_session=True)
         killed_run = running_transfer(since)
@@ -94,7 +95,7 @@ def test_the_prefect_api_away_for_30_seconds_loses_no_file_result(seaweed, bucke
     """The server stopped mid-transfer and started again 30 s later on the same port and
     database: the copies go on, the results decided meanwhile are sent when it is back,
     and the run ends normally."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from s3flow.local import PrefectServer
 
@@ -106,7 +107,7 @@ def test_the_prefect_api_away_for_30_seconds_loses_no_file_result(seaweed, bucke
     proxy = FaultProxy(seaweed.port, Faults(delay=0.1)).start()  # about a minute of copying
     try:
         env = {**os.environ, **seaweed.env(), **server.env(), "AWS_ENDPOINT_URL": proxy.url}
-        since = datetime.now(timezone.utc)
+        since = datetime.now(UTC)
         transfer = subprocess.Popen([str(VENV_BIN / "s3flow"), "transfer", manifest, "--concurrency", "2",
                                      "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         with temporary_api(server):

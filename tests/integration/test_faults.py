@@ -7,25 +7,13 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-
 from s3flow.flows.status import transfer_status
 from s3flow.flows.transfer import artifact_base, transfer_manifest
 from tests.conftest import VENV_BIN, listing, put_multipart
-from tests.faultproxy import FaultProxy, Faults
+from tests.faultproxy import Faults
 from tests.integration.test_transfer_flow import artifacts, table_rows
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture()
-def proxy(seaweed, monkeypatch):
-    """A fault proxy in front of SeaweedFS; this process's AWS environment points at it."""
-    server = FaultProxy(seaweed.port).start()
-    for name, value in {**seaweed.env(), "AWS_ENDPOINT_URL": server.url}.items():
-        monkeypatch.setenv(name, value)
-    yield server
-    server.stop()
 
 
 def fill(client, bucket: str, count: int, prefix: str = "reads/") -> dict[str, bytes]:

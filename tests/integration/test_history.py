@@ -36,7 +36,7 @@ def test_history_lists_every_run_that_touched_an_object(seaweed, buckets, run, w
     while True:
         code, out, _ = run("history", f"s3://{dst}/run-7/sample.cram", "--json")
         entries = json.loads(out)
-        if len(entries) >= 2 and len(json.loads(run("history", f"s3://{dst}/lost/absent.cram", "--json")[1])) >= 2 \
+        if (len(entries) >= 2 and len(json.loads(run("history", f"s3://{dst}/lost/absent.cram", "--json")[1])) >= 2) \
                 or time.monotonic() > deadline:
             break
         time.sleep(1)

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from s3flow.flows.transfer import artifact_base
 from s3flow.cli import main
+from s3flow.flows.transfer import artifact_base
 from tests.conftest import listing, put_multipart
 
 MiB = 1024 * 1024

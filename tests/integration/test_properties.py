@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -54,7 +54,7 @@ def run(capsys, *args: str, part_copies: str = "always") -> dict:
 
 def test_multipart_copy_keeps_every_property_of_the_source(store, tmp_path, capsys):
     client, src, dst = store
-    expires = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    expires = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
     properties = dict(
         ContentType="application/gzip", CacheControl="max-age=3600",
         ContentDisposition='attachment; filename="s.vcf.gz"', ContentEncoding="gzip",

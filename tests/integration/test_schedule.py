@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
@@ -47,7 +47,7 @@ def test_scheduled_run_syncs_and_an_overlapping_run_waits(start_worker, seaweed,
             # A short interval schedule, as a user adds one (`prefect deployment schedule
             # create ... --interval 4`); the server's scheduler makes the run.
             [every_4s] = client.create_deployment_schedules(deployment.id, [(IntervalSchedule(
-                interval=timedelta(seconds=4), anchor_date=datetime.now(timezone.utc)), True)],
+                interval=timedelta(seconds=4), anchor_date=datetime.now(UTC)), True)],
                 parameters={"max_concurrency": 2}, max_scheduled_runs=1)
             [first] = wait_for(lambda: [r for r in runs() if r.state.is_running()], "a scheduled run running")
             client.delete_deployment_schedule(deployment.id, every_4s.id)

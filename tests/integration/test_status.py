@@ -7,11 +7,14 @@ import signal
 import subprocess
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
-    FlowRunFilter, FlowRunFilterStartTime, FlowRunFilterState, FlowRunFilterStateType,
+    FlowRunFilter,
+    FlowRunFilterStartTime,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
@@ -19,7 +22,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 from s3flow.cli import main
 from tests.conftest import VENV_BIN
 from tests.faultproxy import Faults
-from tests.integration.test_faults import fill, proxy  # noqa: F401  (the fixture)
+from tests.integration.test_faults import fill
 
 
 def running_transfer(since: datetime, timeout: float = 60) -> str:
@@ -44,7 +47,7 @@ def status(capsys, run_id: str) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-def test_status_while_running_and_after(seaweed, prefect_server, prefect_api, buckets, proxy,  # noqa: F811
+def test_status_while_running_and_after(seaweed, prefect_server, prefect_api, buckets, proxy,
                                         write_manifest, capsys):
     src, dst = buckets("src", "dst")
     c = seaweed.client()
@@ -52,7 +55,7 @@ def test_status_while_running_and_after(seaweed, prefect_server, prefect_api, bu
     manifest = write_manifest(f"s3://{src}/reads/,s3://{dst}/reads/\n", "status.csv")
     proxy.faults = Faults(delay=0.01)
     env = {**os.environ, **prefect_server.env(), "AWS_ENDPOINT_URL": proxy.url}
-    since = datetime.now(timezone.utc)
+    since = datetime.now(UTC)
     transfer = subprocess.Popen(
         [str(VENV_BIN / "s3flow"), "transfer", manifest, "--concurrency", "4", "--batch-files", "100"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -98,14 +101,14 @@ def start_slow_transfer(seaweed, prefect_server, proxy, buckets, write_manifest,
     manifest = write_manifest(f"s3://{src}/reads/,s3://{dst}/reads/\n", name)
     proxy.faults = Faults(delay=0.05)
     env = {**os.environ, **prefect_server.env(), "AWS_ENDPOINT_URL": proxy.url}
-    since = datetime.now(timezone.utc)
+    since = datetime.now(UTC)
     process = subprocess.Popen([str(VENV_BIN / "s3flow"), "transfer", manifest, "--concurrency", "2"],
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return process, running_transfer(since), dst
 
 
 def test_a_copied_file_is_in_status_within_seconds_while_its_batch_runs(
-        seaweed, prefect_server, prefect_api, buckets, proxy, write_manifest, capsys):  # noqa: F811
+        seaweed, prefect_server, prefect_api, buckets, proxy, write_manifest, capsys):
     process, run_id, dst = start_slow_transfer(seaweed, prefect_server, proxy, buckets, write_manifest,
                                                "live.csv", 600)
     client = seaweed.client()
@@ -133,7 +136,7 @@ def test_a_copied_file_is_in_status_within_seconds_while_its_batch_runs(
 
 
 def test_a_killed_transfer_keeps_its_finished_files_in_status(
-        seaweed, prefect_server, prefect_api, buckets, proxy, write_manifest, capsys):  # noqa: F811
+        seaweed, prefect_server, prefect_api, buckets, proxy, write_manifest, capsys):
     process, run_id, dst = start_slow_transfer(seaweed, prefect_server, proxy, buckets, write_manifest,
                                                "killed.csv", 600)
     deadline = time.monotonic() + 120

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-from s3flow.flows.transfer import CONCURRENCY_LIMIT, artifact_base, transfer_manifest
 from s3flow.cli import main
+from s3flow.flows.transfer import CONCURRENCY_LIMIT, artifact_base, transfer_manifest
 from tests.conftest import listing
 
 

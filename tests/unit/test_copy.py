@@ -1,14 +1,13 @@
 """The copy engine against botocore's Stubber: exact requests, in order (one thread)."""
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from botocore.stub import Stubber
 
 from s3flow.config import Endpoint, MiB, TransferConfig
 from s3flow.copy import Copier
-from s3flow.plan import CopyItem
-from s3flow.plan import DeleteItem
+from s3flow.plan import CopyItem, DeleteItem
 from s3flow.record import CANCELLED, COPIED, FAILED, ObjectRef
 from s3flow.retry import Retrier
 from s3flow.storage import ObjectInfo, Storage
@@ -39,7 +38,7 @@ def stubbed():
 def expect_head_and_create(stub):
     stub.add_response("head_object", {
         "ContentLength": SIZE, "ETag": f'"{ETAG}"', "ContentType": "application/x-bam",
-        "Metadata": {"sample": "NA12878"}, "LastModified": datetime(2026, 1, 1, tzinfo=timezone.utc),
+        "Metadata": {"sample": "NA12878"}, "LastModified": datetime(2026, 1, 1, tzinfo=UTC),
     }, {"Bucket": SRC.bucket, "Key": SRC.key})
     # The source's layout: 3 parts of 5 MiB (the ETag says 3, part 1 says 5 MiB).
     stub.add_response("head_object", {"ContentLength": 5 * MiB, "PartsCount": 3, "ETag": f'"{ETAG}"'},

@@ -10,10 +10,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from s3flow.flows.bridge import HttpBridge, PrefectEvents, SqsBridge
 from s3flow.events import (
-    BadSignature, MalformedMessage, string_to_sign, translate, verify_sns,
+    BadSignature,
+    MalformedMessage,
+    string_to_sign,
+    translate,
+    verify_sns,
 )
+from s3flow.flows.bridge import HttpBridge, PrefectEvents, SqsBridge
 
 
 def s3_record(key: str, name: str = "ObjectCreated:Put", bucket: str = "global-builds") -> dict:
@@ -76,7 +80,7 @@ def signer():
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
             .sign(key, hashes.SHA256()))

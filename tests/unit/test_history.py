@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from s3flow.flows.history import GROUPS, History, ROWS_PER_EVENT, group_of
+from s3flow.flows.history import GROUPS, ROWS_PER_EVENT, History, group_of
 from s3flow.record import COPIED, FAILED, FileResult
 
 

@@ -40,7 +40,7 @@ def test_each_command_shows_the_options_it_uses_with_the_true_defaults(command):
 
 
 def test_help_is_the_options_text():
-    sub = parser()._subparsers._group_actions[0].choices  # noqa: SLF001 - argparse keeps them here
+    sub = parser()._subparsers._group_actions[0].choices
     transfer_help = sub["transfer"].format_help()
     assert "(default 2000)" in " ".join(transfer_help.split())
     plan_help = sub["plan"].format_help()

@@ -2,8 +2,8 @@
 import pytest
 
 from s3flow.blocks.sns import sns_subject
-from s3flow.flows.replicate import destinations_list, replication_key
 from s3flow.errors import InputError
+from s3flow.flows.replicate import destinations_list, replication_key
 from s3flow.record import COPIED, FAILED, SKIPPED, FileResult
 from s3flow.replicate import Outcome, bucket_problem, check_request
 
