@@ -53,6 +53,29 @@ CANCEL_WATCH_WARN = 30.0  # seconds without reaching the API before the cancel w
 __all__ = ["BATCHES_IN_FLIGHT", "CANCEL_GRACE", "transfer_manifest"]
 
 _running: dict[str, _Run] = {}  # transfers running in this process, by id
+
+
+def _heartbeats_without_join() -> None:
+    """Prefect joins a sync flow's heartbeat thread at exit, and that thread sleeps in
+    1-s steps: about 0.7 s of every `s3flow transfer` spent waiting for nothing. The
+    thread is a daemon that checks a stop event between its sleeps and sends nothing
+    once the run is final, so it is left to end on its own (Prefect does the same for
+    async flows). Heartbeats themselves are unchanged. Only if Prefect's private helper
+    is where it was (3.8, 3.9)."""
+    from prefect import flow_engine
+
+    original = getattr(flow_engine, "_send_heartbeats", None)
+    if original is None or getattr(original, "_s3flow", False):
+        return
+
+    def send_heartbeats(engine, join_on_exit: bool = True):
+        return original(engine, join_on_exit=False)
+
+    send_heartbeats._s3flow = True  # type: ignore[attr-defined]
+    flow_engine._send_heartbeats = send_heartbeats  # type: ignore[attr-defined]
+
+
+_heartbeats_without_join()
 _opened: dict[str, Transfer] = {}  # transfers the CLI opened (checked) for the run it starts
 
 

@@ -255,6 +255,34 @@ def _open(args: argparse.Namespace, values: dict):
     return Transfer.open(args.manifest, config, header=values.get("header"))
 
 
+class _Preload:
+    """Import a module on a thread of its own, to be waited for when it is needed."""
+
+    def __init__(self, name: str) -> None:
+        import threading
+
+        self._name = name
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._load, name=f"import {name}", daemon=True)
+        self._thread.start()
+
+    def _load(self) -> None:
+        import importlib
+
+        try:
+            importlib.import_module(self._name)
+        except BaseException as exc:
+            self._error = exc
+
+    def module(self):
+        import importlib
+
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return importlib.import_module(self._name)
+
+
 def _endpoint_from_block(name: str | None):
     from s3flow.blocks.credentials import endpoint_from_block  # Prefect: only when a block is named
 
@@ -477,12 +505,15 @@ def _reason(detail: str) -> str:
 def transfer(args: argparse.Namespace) -> int:
     from s3flow import estimate
     from s3flow.errors import InputError
-    from s3flow.flows.transfer import artifact_base, hand_over, open_transfer, transfer_manifest
 
+    glue = _Preload("s3flow.flows.transfer")  # Prefect's imports (a second) while the transfer is opened
     values = _values(args)
     values["prices"] = estimate.load_prices(args.prices) if args.dry_run else None
     # Bad input stops here, before any flow run exists; the run uses this very transfer.
-    hand_over(open_transfer(args.manifest, values, header=values.get("header")), values.get("header"), values)
+    opened = _open(args, values)
+    flows = glue.module()
+    flows.hand_over(opened, values.get("header"), values)
+    artifact_base, transfer_manifest = flows.artifact_base, flows.transfer_manifest
     state = transfer_manifest(**values, return_state=True)
     try:
         result = state.result(raise_on_failure=False)

@@ -99,3 +99,24 @@ def test_a_source_without_its_slash_gets_a_hint(seaweed, job, write_manifest):
     assert done.returncode == 1
     [difference] = json.loads(done.stdout)["differences"]
     assert difference["why"].startswith("NoSuchKey") and f"objects exist below s3://{src}/runs/" in difference["why"]
+
+
+def test_bridge_sqs_stops_on_a_queue_that_does_not_exist(moto, prefect_server):
+    """A permanent SQS refusal (a deleted queue) stops the bridge with one line, exit 2;
+    retrying it for ever would hide the problem."""
+    import boto3
+
+    from tests.conftest import MOTO_CREDENTIALS
+
+    url, _ = moto
+    sqs = boto3.client("sqs", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
+                       aws_secret_access_key="testing")
+    queue = sqs.create_queue(QueueName="s3-events-gone")["QueueUrl"]
+    sqs.delete_queue(QueueUrl=queue)
+    env = {"AWS_ENDPOINT_URL": url, "AWS_DEFAULT_REGION": "us-east-1", **MOTO_CREDENTIALS, **prefect_server.env()}
+    done = run_cli(["bridge", "sqs", "--queue-url", queue, "--wait-seconds", "1"], env, timeout=120)
+    assert done.returncode == 2, (done.stdout[-1000:], done.stderr[-2000:])
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("s3flow: bridge: the queue"), last
+    assert "NonExistentQueue" in last or "QueueDoesNotExist" in last, last
+    assert "Traceback" not in done.stderr
