@@ -131,7 +131,7 @@ class SqsBridge:
             try:
                 self.poll_once()
                 failures = 0
-            except Exception as exc:
+            except Exception as exc:  # sorted below: permanent stops, the rest waits
                 if (why := sqs_permanent(exc)) is not None:
                     raise InputError(f"bridge: the queue {self.queue_url} refused: {why}") from None
                 failures += 1

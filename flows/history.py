@@ -4,16 +4,25 @@ File results go to the server as grouped events, not one event per file: an even
 the Prefect server about 1 ms of CPU and each related resource 0.2 ms more, which on a
 10,000-file transfer was more CPU than the S3 server spent on the copies. So results
 are grouped by status and by their destination's *object group*: the object's folder
-plus one of 64 hash buckets of its name (`s3flow.objects.s3://bucket/folder/#17`). An
+plus one of GROUPS (16) hash buckets of its name (`s3flow.objects.s3://bucket/folder/#07`). An
 event `s3flow.files.<status>` has the destination group as its resource, the sources'
 groups (role `source`) and the flow run (role `flow-run`) as related resources, and up
 to ROWS_PER_EVENT file rows as payload. A prefix sync keeps names, so its sources fall
 in one group per event.
 
 `s3flow history URI` is then one indexed lookup (events with the URI's group as any
-resource) and a scan of those events' rows: a 64th of what was recorded in the
+resource) and a scan of those events' rows: a 16th of what was recorded in the
 object's folder. Events are sent when a group fills, FLUSH_SECONDS after a row was
 buffered, and when the transfer ends, so a file shows up within seconds.
+
+| groups per folder | events for 10,000 files sent every second | a lookup reads          |
+|-------------------|--------------------------------------------|-------------------------|
+| 64 (until 2026-11-30) | about 830: 12 rows each                | 1/64 of the folder's rows |
+| 16 (now)          | about 200: 50 rows each                    | 1/16                    |
+
+Rows now go to Prefect within about a second (flows/live.py), not five, so 64 groups
+made 4x the events, and the Prefect server's CPU, shared with the copies, went up by
+half. Lookups ask for both groups of an object, so events written with 64 stay found.
 
 Prefect keeps events for PREFECT_SERVER_EVENTS_RETENTION_PERIOD (7 days by default):
 an audit trail needs it raised on the server (see the README). `--scan-artifacts`
@@ -41,7 +50,8 @@ log = logging.getLogger(__name__)
 
 EVENT_PREFIX = "s3flow.files."
 GROUP = "s3flow.objects."
-GROUPS = 64  # hash buckets of names per folder: a history scans 1/64 of the folder's rows
+GROUPS = 16  # hash buckets of names per folder: a history scans 1/16 of the folder's rows
+EARLIER_GROUPS = (64,)  # what earlier versions used: their events are looked up too
 ROWS_PER_EVENT = 100  # file rows in one event (~50 KB; Prefect takes events up to 1.5 MB)
 SOURCE_GROUPS_PER_EVENT = 90  # related resources: Prefect allows 100 per event
 FLUSH_SECONDS = 1.0  # a buffered row is sent within this long
@@ -76,11 +86,11 @@ def stamped(results: list[FileResult], trigger: str) -> list[FileResult]:
     return [replace(result, trigger=trigger) for result in results]
 
 
-def group_of(uri: str) -> str:
+def group_of(uri: str, groups: int = GROUPS) -> str:
     """The object group of `s3://bucket/folder/name` (a version's too):
     `s3flow.objects.s3://bucket/folder/#NN`."""
     folder, _, name = uri.split("?versionId=", 1)[0].rpartition("/")
-    return f"{GROUP}{folder}/#{zlib.crc32(name.encode()) % GROUPS:02d}"
+    return f"{GROUP}{folder}/#{zlib.crc32(name.encode()) % groups:02d}"
 
 
 class History:
@@ -204,7 +214,7 @@ def object_history(uri: str, limit: int = 1000) -> list[dict]:
         "filter": {
             "occurred": {"since": since, "until": until},
             "event": {"prefix": [EVENT_PREFIX]},
-            "any_resource": {"id": [group_of(uri)]},
+            "any_resource": {"id": [group_of(uri, n) for n in (GROUPS, *EARLIER_GROUPS)]},
             "order": "DESC",
         },
         "limit": 50,

@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
+from concurrent.futures import Future
 from datetime import UTC, datetime
 
 from prefect import get_run_logger
@@ -43,7 +43,7 @@ def _logger():
     """The run's logger (the thread runs in the flow's context), else the module's."""
     try:
         return get_run_logger()
-    except Exception:
+    except Exception:  # outside a run
         return _log
 
 
@@ -61,13 +61,15 @@ class Recorder:
     def __init__(
         self,
         history: History,
-        trigger: str,
+        trigger: str | Future,
         progress: Callable[[], tuple[float, str]] | None,
         progress_key: str | None,
         flush_seconds: float = FLUSH_SECONDS,
+        uploads_key: str | None = None,
     ) -> None:
         self.history = history
-        self.trigger = trigger
+        self._trigger = trigger  # what started the run; a Future while it is being looked up
+        self.uploads_key = uploads_key
         self._progress = progress
         self._progress_key = progress_key
         self._progress_id: uuid.UUID | None = None
@@ -88,8 +90,6 @@ class Recorder:
 
     def add(self, result: FileResult) -> None:
         """A file's result, the moment it is decided (any thread; quick)."""
-        if self.trigger and not result.trigger:
-            result = replace(result, trigger=self.trigger)
         row = result.row()
         with self._lock:
             self._buffer.append(row)
@@ -109,10 +109,29 @@ class Recorder:
         with self._lock:
             self._uploads.append(row)
 
+    @property
+    def trigger(self) -> str:
+        """What started the run, stamped on every row (looked up while the copies start)."""
+        if isinstance(self._trigger, Future):
+            try:
+                self._trigger = str(self._trigger.result(timeout=30))
+            except Exception as exc:  # a row without its trigger beats no row
+                _logger().warning("could not tell what started this run: %s", exc)
+                self._trigger = ""
+        return str(self._trigger)
+
+    def _stamped(self, rows: list[dict]) -> list[dict]:
+        trigger = self.trigger
+        for row in rows:
+            if not row["trigger"]:
+                row["trigger"] = trigger
+        return rows
+
     def table_rows(self) -> list[dict]:
         """The rows of the final -files table: failures first, at most KEEP_ROWS."""
         with self._lock:
-            return [r.row() for r in (self.kept_failures + self.kept)[:KEEP_ROWS]]
+            kept = (self.kept_failures + self.kept)[:KEEP_ROWS]
+        return self._stamped([r.row() for r in kept])
 
     def _loop(self) -> None:
         while not self._stop.wait(self._flush_seconds):
@@ -123,11 +142,14 @@ class Recorder:
         with self._lock:
             rows, self._buffer = self._buffer, []
             uploads, self._uploads = self._uploads, []
+        self._stamped(rows)
         sent = 0
         try:
             if uploads:  # first: an upload's record must not wait behind thousands of rows
                 self._upload_pages += 1
-                create_table_artifact(table=uploads, description=f"{UPLOADS_MARK}: page {self._upload_pages}")
+                create_table_artifact(
+                    table=uploads, key=self.uploads_key, description=f"{UPLOADS_MARK}: page {self._upload_pages}"
+                )
                 uploads = []
             for start in range(0, len(rows), PAGE_ROWS):
                 page = rows[start : start + PAGE_ROWS]
@@ -138,7 +160,7 @@ class Recorder:
             self.history.flush()
             if rows or time.monotonic() - self._shown >= LIVENESS_SECONDS:
                 self._show()
-        except Exception as exc:
+        except Exception as exc:  # the API away: keep the rows for the next write
             with self._lock:
                 self._buffer = rows[sent:] + self._buffer
                 self._uploads = uploads + self._uploads

@@ -11,7 +11,7 @@ same transfer settles both before it copies anything:
 | not final, progress long still    | elsewhere: its progress artifact has not moved for STALE_AFTER (a live run moves it every 10 s) | the same |
 | not final, otherwise              | alive                                           | nothing (logged)                         |
 | final (Crashed by the heartbeat automation, Failed, Cancelled...) | its state | adds "resumed by" to a Crashed run's message |
-| any final one                     | its "s3flow multipart uploads" tables: started, never completed or aborted | aborts those uploads (AbortMultipartUpload; one already gone is fine) |
+| any but a live one                | the transfer's `<base>-uploads` tables: started, never completed or aborted | aborts those uploads (AbortMultipartUpload; one already gone is fine) |
 
 Only uploads a run of this transfer recorded are aborted: an upload some other writer
 started is never touched (`s3flow uploads abort --older-than` is for those).
@@ -28,16 +28,18 @@ from uuid import UUID
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
-    ArtifactFilterFlowRunId,
     ArtifactFilterKey,
-    ArtifactFilterType,
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
 )
+from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import ArtifactSort
 from prefect.states import Crashed
 
 from s3flow.copy import UPLOAD_STARTED
 from s3flow.errors import S3Error
-from s3flow.flows.live import UPLOADS_MARK
 from s3flow.manifest import parse_uri
 from s3flow.storage import Storage
 
@@ -46,14 +48,22 @@ RUNS_LOOKED_AT = 200  # the newest runs of a transfer this looks at
 HOST_LABEL, PID_LABEL = "s3flow.host", "s3flow.pid"
 
 
+def uploads_key(base: str) -> str:
+    """The key of a transfer's upload tables: every run's versions in one place, so the
+    next run reads them all with one query."""
+    return f"{base}-uploads"
+
+
 def settle_earlier_runs(base: str, this_run: UUID | None, destination: Storage, log) -> None:
-    """See the module's table. Never fails the run: what it cannot settle is logged."""
+    """See the module's table: a few queries whatever the number of earlier runs. Never
+    fails the run: what it cannot settle is logged."""
     try:
         with get_client(sync_client=True) as client:
-            runs = _earlier_runs(client, base)
-            for run_id, progress_updated in runs.items():
-                _settle(client, run_id, progress_updated, this_run, destination, log)
-    except Exception as exc:
+            progress = _earlier_runs(client, base)
+            for run in _unsettled(client, progress, this_run):
+                _settle(client, run, progress[run.id], this_run, log)
+            _abort_left_open(client, base, this_run, destination, log)
+    except Exception as exc:  # the copies matter more than the clean-up
         log.warning("could not look at earlier runs of this transfer: %s", exc)
 
 
@@ -73,39 +83,66 @@ def _earlier_runs(client, base: str) -> dict[UUID, datetime]:
     return found
 
 
-def _settle(client, run_id: UUID, progress_updated: datetime, this_run: UUID | None, destination: Storage, log) -> None:
-    run = client.read_flow_run(run_id)
+def _unsettled(client, progress: dict[UUID, datetime], this_run: UUID | None) -> list:
+    """The earlier runs that may need settling: not final, or Crashed (one query)."""
+    others = [run_id for run_id in progress if run_id != this_run]
+    if not others:
+        return []
+    return client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=others),
+            state=FlowRunFilterState(
+                type=FlowRunFilterStateType(
+                    any_=[StateType.RUNNING, StateType.PENDING, StateType.CANCELLING, StateType.CRASHED]
+                )
+            ),
+        ),
+        limit=RUNS_LOOKED_AT,
+    )
+
+
+def _settle(client, run, progress_updated: datetime, this_run: UUID | None, log) -> None:
     state = run.state
-    if run_id != this_run and state is not None and not state.is_final():
+    if state is None:
+        return
+    if not state.is_final():
         age = (datetime.now(UTC) - progress_updated).total_seconds()
         gone = _process_gone(run.labels or {})
         if not gone and age < STALE_AFTER:
             log.warning(
                 "run %s of this transfer is still running (progress %.0f s ago): its files are "
                 "copied once all the same, as both skip what is already there",
-                run_id,
+                run.id,
                 age,
             )
             return
         why = gone or f"no progress for {age:.0f} s"
-        message = f"its process stopped ({why}); resumed by run {this_run}"
-        client.set_flow_run_state(run_id, Crashed(message=message), force=True)
-        log.warning(
-            "run %s of this transfer was %s with no progress for %.0f s: marked Crashed; this run resumes it",
-            run_id,
-            state.type.value,
-            age,
-        )
-    elif run_id != this_run and state is not None and state.is_crashed() and "resumed by" not in (state.message or ""):
         client.set_flow_run_state(
-            run_id, Crashed(message=f"{state.message or 'crashed'}; resumed by run {this_run}"), force=True
+            run.id, Crashed(message=f"its process stopped ({why}); resumed by run {this_run}"), force=True
         )
-        log.warning("run %s of this transfer crashed: this run resumes it", run_id)
+        log.warning(
+            "run %s of this transfer was %s (%s): marked Crashed; this run resumes it", run.id, state.type.value, why
+        )
+    elif state.is_crashed() and "resumed by" not in (state.message or ""):
+        message = f"{state.message or 'crashed'}; resumed by run {this_run}"
+        client.set_flow_run_state(run.id, Crashed(message=message), force=True)
+        log.warning("run %s of this transfer crashed: this run resumes it", run.id)
+
+
+def _abort_left_open(client, base: str, this_run: UUID | None, destination: Storage, log) -> None:
+    """Abort every upload a run of this transfer recorded as started and never closed,
+    except those of runs still alive."""
+    alive = {
+        run.id
+        for run in _unsettled(client, _earlier_runs(client, base), this_run)
+        if run.state is not None and not run.state.is_final()
+    }
     aborted = 0
-    for destination_uri, upload_id in open_uploads(client, run_id):
-        ref = parse_uri(destination_uri)
+    for run_id, destination_uri, upload_id in open_uploads(client, base):
+        if run_id in alive:
+            continue
         try:
-            destination.abort_multipart(ref, upload_id)
+            destination.abort_multipart(parse_uri(destination_uri), upload_id)
         except S3Error as exc:
             if exc.code != "NoSuchUpload":  # else: gone already (an earlier clean-up, a lifecycle rule)
                 log.warning(
@@ -119,7 +156,7 @@ def _settle(client, run_id: UUID, progress_updated: datetime, this_run: UUID | N
         aborted += 1
         log.info("aborted the multipart upload %s of %s that run %s left open", upload_id, destination_uri, run_id)
     if aborted:
-        log.warning("aborted %d multipart uploads that run %s left open", aborted, run_id)
+        log.warning("aborted %d multipart uploads that earlier runs of this transfer left open", aborted)
 
 
 def claim(run_id: UUID | None) -> None:
@@ -130,7 +167,7 @@ def claim(run_id: UUID | None) -> None:
     try:
         with get_client(sync_client=True) as client:
             client.update_flow_run_labels(run_id, {HOST_LABEL: socket.gethostname(), PID_LABEL: str(os.getpid())})
-    except Exception:
+    except Exception:  # without the labels, staleness still tells
         pass
 
 
@@ -148,26 +185,22 @@ def _process_gone(labels: dict) -> str:
     return ""
 
 
-def open_uploads(client, run_id: UUID) -> list[tuple[str, str]]:
-    """(destination, upload id) of every upload the run recorded as started and never
-    as completed or aborted, by any of its attempts or by a later run's clean-up."""
-    state: dict[str, tuple[str, str]] = {}
+def open_uploads(client, base: str) -> list[tuple[UUID, str, str]]:
+    """(run, destination, upload id) of every upload a run of this transfer recorded as
+    started and never as completed or aborted."""
+    tables: list = []
     offset = 0
     while True:
         page = client.read_artifacts(
-            artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]), type=ArtifactFilterType(any_=["table"])
-            ),
-            limit=200,
-            offset=offset,
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[uploads_key(base)])), limit=200, offset=offset
         )
-        for artifact in sorted(page, key=lambda a: a.created):
-            if not (artifact.description or "").startswith(UPLOADS_MARK):
-                continue
-            rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
-            for row in rows or ():
-                state[row["upload_id"]] = (row["event"], row["destination"])
+        tables.extend(page)
         if len(page) < 200:
             break
         offset += 200
-    return [(where, upload) for upload, (event, where) in state.items() if event == UPLOAD_STARTED]
+    latest: dict[str, tuple[str, UUID, str]] = {}
+    for artifact in sorted(tables, key=lambda a: a.created):  # the last event of an upload wins
+        rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+        for row in rows or ():
+            latest[row["upload_id"]] = (row["event"], artifact.flow_run_id, row["destination"])
+    return [(run, where, upload) for upload, (event, run, where) in latest.items() if event == UPLOAD_STARTED]

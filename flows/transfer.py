@@ -18,6 +18,7 @@ import re
 import threading
 import time
 import uuid
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 
@@ -39,7 +40,7 @@ from s3flow.errors import InputError
 from s3flow.flows.history import History, run_trigger
 from s3flow.flows.live import Recorder
 from s3flow.flows.notify import artifact_path, notify_failure, run_link, run_path
-from s3flow.flows.resume import claim, settle_earlier_runs
+from s3flow.flows.resume import claim, settle_earlier_runs, uploads_key
 from s3flow.manifest import ManifestRow
 from s3flow.options import default
 from s3flow.report import TOP_FAILURES, Summary, human_bytes
@@ -280,15 +281,23 @@ def run_transfer(
             transfer.config, price_table, frozenset(r.line for r in transfer.rows if not r.is_prefix)
         )
     plan_lock = threading.Lock()
-    trigger = trigger or run_trigger(transfer.manifest)
-    claim(flow_run.id)
+    # What started the run and this process's labels are looked up while copies start:
+    # each is an API call the first copy need not wait for.
+    found_trigger = _in_background(run_trigger, transfer.manifest) if not trigger else trigger
+    _in_background(claim, flow_run.id)
     if not dry_run:  # earlier runs of this transfer that died: mark them, abort their open uploads
         settle_earlier_runs(base, flow_run.id, transfer.destination, logger)
     transfer_id = str(uuid.uuid4())
     runner = Runner(
         transfer, stop_signals=(TerminationSignal, KeyboardInterrupt), execute=lambda batch: _submit(transfer_id, batch)
     )
-    recorder = Recorder(History(str(flow_run.id or "")), trigger, lambda: _progress(runner), f"{base}-progress")
+    recorder = Recorder(
+        History(str(flow_run.id or "")),
+        found_trigger,
+        lambda: _progress(runner),
+        f"{base}-progress",
+        uploads_key=uploads_key(base),
+    )
     runner.copier.on_upload = recorder.add_upload
 
     def on_result(result) -> None:
@@ -334,6 +343,21 @@ def run_transfer(
     if isinstance(outcome.stopped_by, TerminationSignal):
         raise outcome.stopped_by  # the engine and the worker take the run to Cancelled
     return final
+
+
+def _in_background(function, *args) -> Future:
+    """Call function(*args) on a thread of its own, in this run's context (its API)."""
+    done: Future = Future()
+    context = contextvars.copy_context()
+
+    def call() -> None:
+        try:
+            done.set_result(context.run(function, *args))
+        except BaseException as exc:  # handed to whoever waits for it
+            done.set_exception(exc)
+
+    threading.Thread(target=call, name=f"s3flow-{function.__name__}", daemon=True).start()
+    return done
 
 
 def _submit(transfer_id: str, batch: Batch) -> _TaskRunning:
@@ -399,7 +423,7 @@ class _CancelWatch:
             while not self._stop.wait(self._every):
                 try:
                     state = client.read_flow_run(self._run_id).state
-                except Exception as exc:
+                except Exception as exc:  # the API away: look again, and say so
                     away = time.monotonic() - reached
                     if away >= CANCEL_WATCH_WARN and time.monotonic() - warned >= CANCEL_WATCH_WARN:
                         warned = time.monotonic()
@@ -421,7 +445,7 @@ class _CancelWatch:
 def _warn(message: str) -> None:
     try:
         get_run_logger().warning(message)
-    except Exception:
+    except Exception:  # outside a run context
         logging.getLogger(__name__).warning(message)
 
 

@@ -271,7 +271,7 @@ class _Preload:
 
         try:
             importlib.import_module(self._name)
-        except BaseException as exc:
+        except BaseException as exc:  # raised again where the module is wanted
             self._error = exc
 
     def module(self):

@@ -313,7 +313,7 @@ class Copier:
                 return _result(
                     item, item.source, attempts, started, _status_of(exc), exc.code, exc.message or exc.describe()
                 )
-            except Exception as exc:
+            except Exception as exc:  # one file's surprise is that file's result
                 return _unexpected(item, exc, started)
             if isinstance(prepared, FileResult):
                 return prepared
@@ -330,7 +330,7 @@ class Copier:
         """copy(), where an unexpected exception fails this file alone, named in its error."""
         try:
             return self.copy(item, attempts, started, copied)
-        except Exception as exc:
+        except Exception as exc:  # never the neighbours' result
             log.exception("unexpected error copying %s", item.source_ref)
             return _unexpected(item, exc, started or time.time())
 
@@ -613,7 +613,7 @@ class Copier:
             )
         except S3Error as exc:
             errors = {item.destination.key: f"{exc.code}: {exc.message}" for item in chunk}
-        except Exception as exc:
+        except Exception as exc:  # these files' result, not the batch's
             errors = {item.destination.key: f"{UNEXPECTED_CODE}: {type(exc).__name__}: {exc}" for item in chunk}
         ended = time.time()
         results = []

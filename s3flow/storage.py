@@ -599,7 +599,7 @@ class CopyLane:
             crt_auth.aws_sign_request(request, self._signing).add_done_callback(
                 lambda signed: self._signed(signed, request, host, destination, answer)
             )
-        except Exception as exc:
+        except Exception as exc:  # the caller falls back to botocore
             self._fail(answer, S3Error("ConnectionError", f"copy lane: {exc}", destination.bucket, destination.key))
         return answer
 
@@ -653,7 +653,7 @@ class CopyLane:
         body = bytearray()
         try:
             stream = connection.request(request, on_body=lambda chunk, **_: body.extend(chunk))
-        except Exception as exc:
+        except Exception as exc:  # a connection closed under us
             connection.close()
             return self._fail(
                 answer, S3Error("ConnectionError", f"copy lane: {exc}", destination.bucket, destination.key)

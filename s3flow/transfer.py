@@ -223,7 +223,7 @@ class Runner:
         Whoever runs batches calls this (a thread, a Prefect task run, again on a retry)."""
         try:
             self._execute_batch(batch)
-        except BaseException as exc:
+        except BaseException as exc:  # recorded for the files left without a result, then raised
             batch.error = exc
             raise
         statuses: dict[str, int] = {}

@@ -47,6 +47,7 @@ class Seen:
     copy_source: str
     fault: str = ""
     agent: str = ""  # User-Agent: botocore's, or s3flow's copy lane
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 @dataclass
