@@ -95,6 +95,7 @@ def _params(row: ManifestRow, after: str | None = None, count: int | None = None
         "destination_key": row.destination.key,
         "after": after,
         "count": count,
+        "expected": [list(pair) for pair in row.expected],
     }
 
 
@@ -105,6 +106,7 @@ def _row(params: dict) -> ManifestRow:
         ObjectRef(params["destination_bucket"], params["destination_key"]),
         params.get("after"),
         params.get("count"),
+        tuple((name, value) for name, value in params.get("expected") or ()),
     )
 
 

@@ -34,9 +34,9 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from s3flow import estimate, options
+from s3flow import audit, estimate, options
 from s3flow.blocks.credentials import endpoint_from_block
-from s3flow.errors import InputError
+from s3flow.errors import InputError, S3Error
 from s3flow.flows.history import History, run_trigger
 from s3flow.flows.live import Recorder
 from s3flow.flows.notify import artifact_path, notify_failure, run_link, run_path
@@ -192,6 +192,9 @@ def transfer_manifest(
     keep_source_layout: bool = default("keep_source_layout"),
     part_copies: str = default("part_copies"),
     checksum_algorithm: str | None = default("checksum_algorithm"),
+    report: str | None = default("report"),
+    report_retention: str | None = default("report_retention"),
+    report_credentials: str | None = default("report_credentials"),
     notification_block: str | None = default("notification_block"),
     shard_files: int = default("shard_files"),
     shard_deployment: str = default("shard_deployment"),
@@ -299,9 +302,15 @@ def run_transfer(
         uploads_key=uploads_key(base),
     )
     runner.copier.on_upload = recorder.add_upload
+    report = transfer.report(base, str(flow_run.id or f"local-{transfer_id}"))
+    if report is not None:
+        report.trigger = lambda: recorder.trigger
+        report.start()
 
     def on_result(result) -> None:
         recorder.add(result)
+        if report is not None:
+            report.add(result)
         if plan is not None:
             with plan_lock:
                 plan.add([result])
@@ -339,6 +348,7 @@ def run_transfer(
         cancelled=outcome.cancelled,
         notification_block=notification_block,
         counts_key=counts_key,
+        report=report,
     )
     if isinstance(outcome.stopped_by, TerminationSignal):
         raise outcome.stopped_by  # the engine and the worker take the run to Cancelled
@@ -487,7 +497,10 @@ def _finish(
     cancelled: bool = False,
     notification_block: str | None = None,
     counts_key: str | None = None,
+    report: audit.Report | None = None,
 ):
+    state = "cancelled" if cancelled else "failed" if summary.failed else "completed"
+    report_error = _close_report(report, state, logger)
     if counts_key:  # a shard: its counts, as one row its transfer's run reads back
         counts = summary.to_json()
         create_table_artifact(
@@ -516,6 +529,11 @@ def _finish(
                 "Per-file table": f"[{base}-files]({artifact_path(files_id)})" if files_id else f"`{base}-files`",
                 "Every file, from the shell": f"`s3flow status {flow_run.id} --all`",
                 "Flow run": f"[{flow_run.id}]({run_path()})",
+                **(
+                    {"Completion report": f"NOT WRITTEN: {report_error}" if report_error else f"`{report.uri}`"}
+                    if report is not None
+                    else {}
+                ),
             },
         ),
     )
@@ -523,6 +541,8 @@ def _finish(
     for line in summary.cause_lines(TOP_FAILURES):
         logger.warning("FAILED %s", line)
     result = {**summary.to_json(), "flow_run_id": str(flow_run.id or "")}
+    if report is not None:
+        result["report"] = report.uri
     if cancelled:
         return Cancelled(message=f"cancelled: {summary.headline()}", data=result)
     if summary.failed:
@@ -537,4 +557,23 @@ def _finish(
             f"{summary.headline()}" + (f"; {unsent}" if unsent else ""),
             data=result,
         )
+    if report_error and report is not None:  # the files are fine; their audit record is not there
+        return Failed(
+            message=f"the completion report could not be written to {report.uri}: {report_error}", data=result
+        )
     return result
+
+
+def _close_report(report: audit.Report | None, state: str, logger) -> str:
+    """Write the final report; "" when written, else why not."""
+    if report is None:
+        return ""
+    try:
+        written = report.close(state)
+    except S3Error as exc:
+        logger.error("the completion report could not be written to %s: %s", report.uri, exc.describe())
+        return f"{exc.code}: {exc.message or exc.describe()}"
+    logger.info(
+        "completion report: %s (%d files, csv sha256 %s)", report.uri, written["files"], written["csv"]["sha256"]
+    )
+    return ""

@@ -77,6 +77,12 @@ def parser() -> argparse.ArgumentParser:
         help="read every per-file table instead of the event index: slower, and "
         "not bound by the server's event retention",
     )
+    history.add_argument(
+        "--reports",
+        metavar="S3_PREFIX",
+        help="answer from the completion reports under this prefix alone (transfer --report), "
+        "with no Prefect server: reports outlive Prefect's events and database",
+    )
     bridge = commands.add_parser(
         "bridge",
         help="turn S3 event notifications into Prefect events (self-hosted server)",
@@ -147,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     if not isinstance(sys.stdout, _PipeSafe):
         sys.stdout = _PipeSafe(sys.stdout)  # `s3flow verify m.csv | head -2` ends quietly
     try:
-        if args.command in NEEDS_PREFECT:
+        if args.command in NEEDS_PREFECT and not getattr(args, "reports", None):
             check_prefect_api()
         return {
             "plan": plan,
@@ -402,7 +408,10 @@ def history(args: argparse.Namespace) -> int:
         raise InputError(str(exc)) from None
     if is_prefix_key(ref.key):
         raise InputError(f"{args.uri} is a prefix: history is kept per object")
-    entries = (scan_artifacts if args.scan_artifacts else object_history)(args.uri, args.limit)
+    if args.reports:
+        entries = _history_from_reports(args.uri, args.reports, args.limit)
+    else:
+        entries = (scan_artifacts if args.scan_artifacts else object_history)(args.uri, args.limit)
     if args.json:
         print(json.dumps(entries))
     elif not entries:
@@ -416,9 +425,55 @@ def history(args: argparse.Namespace) -> int:
             f"    started by {entry['trigger'] or '?'}; attempts {entry['attempts']}, size {entry['size']}, "
             f"etag {entry['etag'] or '-'}, checksum {entry['checksum'] or '-'}"
         )
+        if entry.get("evidence"):
+            print(f"    proven by: {entry['evidence']}")
         if entry["error"]:
             print(f"    error: {entry['error']}")
+        if entry.get("report"):
+            print(f"    report {entry['report']}")
     return EXIT_OK if entries else EXIT_FAILED
+
+
+def _history_from_reports(uri: str, reports: str, limit: int) -> list[dict]:
+    """history's entries from completion reports (s3flow/audit.py), newest first."""
+    from s3flow import audit
+    from s3flow.config import Endpoint
+    from s3flow.errors import S3Error
+    from s3flow.storage import Storage
+
+    prefix = audit.report_prefix(reports)
+    storage = Storage(Endpoint())
+    storage.check_credentials("reports")
+    try:
+        table = audit.load(storage, prefix)
+    except S3Error as exc:
+        raise audit.fetch_error(exc, prefix) from None
+    found = audit.history(table, uri)
+    entries = []
+    for row in reversed(found.to_dict("records")):
+        role = "source" if row["source"] == uri.partition("?")[0] else "destination"
+        entries.append(
+            {
+                "time": row["end"] or row["start"],
+                "status": row["status"],
+                "role": role,
+                "source": row["source"] + (f"?versionId={row['source_version']}" if row["source_version"] else ""),
+                "destination": row["destination"],
+                "flow_run_id": row["flow_run_id"],
+                "trigger": row["trigger"],
+                "attempts": int(row["attempts"] or 0),
+                "size": int(row["size"]) if row["size"] else None,
+                "etag": row["source_etag"],
+                "destination_etag": row["destination_etag"],
+                "checksum": f"{row['checksum_algorithm']}:{row['checksum']}" if row["checksum"] else "",
+                "md5": row["md5"],
+                "sha256": row["sha256"],
+                "evidence": row["evidence"],
+                "error": f"{row['error_code']}: {row['error_message']}" if row["error_code"] else "",
+                "report": row["report"],
+            }
+        )
+    return entries[:limit]
 
 
 def bridge(args: argparse.Namespace) -> int:
@@ -551,6 +606,8 @@ def _print_summary(result: dict, state, base: str) -> None:
     link = url_for("flow-run", obj_id=run_id)
     print(f"\nflow run   {run_id}" + (f"  {link}" if link else ""))
     print(f"artifacts  {base}-files (per file), {base}-summary, {base}-progress")
+    if result.get("report"):
+        print(f"report     {result['report']} (files.csv.gz, summary.json)")
     print(f"           prefect artifact inspect {base}-summary")
 
 

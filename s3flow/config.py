@@ -84,12 +84,18 @@ class TransferConfig:
     # Multipart sources up to 5 GiB: "auto" copies them in parts on AWS and tries one
     # CopyObject on other stores (kept where it keeps the ETag); "always" copies in parts.
     part_copies: str = "auto"
-    # The checksum S3 computes on every copy and s3flow records (None: ask for none).
-    checksum_algorithm: str | None = "CRC32C"
+    # The checksum algorithm each copy asks S3 for, replacing the source's (None: keep
+    # the source's own checksum, and compare full-object ones; copy.upload_checksum).
+    checksum_algorithm: str | None = None
     batch_files: int = 2000  # files per Prefect task run (and per batch table artifact)
     batch_bytes: int = 16 * GiB  # and at most this many bytes (a larger object is alone)
     source: Endpoint = Endpoint()
     destination: Endpoint = Endpoint()
+    # The completion report (s3flow/audit.py): where, how long it is locked, and as whom
+    # it is written (None: with the destination's credentials).
+    report: str | None = None
+    report_retention: str | None = None
+    report_endpoint: Endpoint | None = None
 
     def __post_init__(self) -> None:
         from .errors import InputError, Problem

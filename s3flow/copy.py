@@ -41,7 +41,7 @@ from .layout import etag_parts, planned_parts, ranges, single_copy, source_part_
 from .plan import CopyItem, DeleteItem
 from .record import CANCELLED, COPIED, DELETED, FAILED, FileResult, ObjectRef, Status
 from .retry import Attempts, Retrier
-from .storage import ARCHIVE_CLASSES, DELETE_BATCH, ObjectInfo, Storage, Written
+from .storage import ARCHIVE_CLASSES, DELETE_BATCH, FULL_OBJECT_ALGORITHMS, ObjectInfo, Storage, Written
 
 log = logging.getLogger("s3flow.copy")
 
@@ -240,6 +240,8 @@ class Copier:
                     parts=1,
                     checksum=written.checksum,
                     requests=1,
+                    evidence="ETag",
+                    destination_etag=written.etag,
                 )
             )
             self.slots.succeeded()
@@ -371,6 +373,7 @@ class Copier:
                 self._go()
             probing = self._await_probe(source)
             detail, parts, written = self._write(source, item.destination, attempts, copied)
+            proof, checksum = self._prove_by_checksum(source, item.destination, written, attempts)
         except S3Error as exc:
             return _result(item, source, attempts, started, _status_of(exc), exc.code, exc.message or exc.describe())
         finally:
@@ -378,7 +381,50 @@ class Copier:
                 self._probed.set()
         if item.reason and item.reason != "new":
             detail = f"{item.reason}: {detail}"
-        return _result(item, source, attempts, started, COPIED, detail=detail, parts=parts, checksum=written.checksum)
+        by_content = "ETag" if written.etag == source.etag else "MD5 of every range"  # what _verify did
+        return _result(
+            item,
+            source,
+            attempts,
+            started,
+            COPIED,
+            detail=detail,
+            parts=parts,
+            checksum=checksum,
+            evidence="; ".join(filter(None, (by_content, proof, item.evidence))),
+            destination_etag=written.etag,
+        )
+
+    def _prove_by_checksum(
+        self, source: ObjectInfo, destination: ObjectRef, written: Written, attempts: Attempts
+    ) -> tuple[str, str]:
+        """Where the source has a full-object checksum (a HEAD found it) and the copy kept
+        that algorithm, the two must be equal: proof of every byte with none read. The
+        copy's comes from S3's answer, else from a HEAD of the copy. A mismatch deletes the
+        copy and fails the file. (evidence, the copy's checksum as recorded)."""
+        want = source.full_checksum
+        algorithm = want.partition(":")[0]
+        if not want or (self.config.checksum_algorithm or algorithm) != algorithm:
+            return "", written.checksum
+        got = written.full_checksum if written.checksum.startswith(f"{algorithm}:") else ""
+        if not got:
+            copy = self._request(attempts, self.destination.head, destination)
+            got = copy.full_checksum if copy is not None and copy.checksum.startswith(f"{algorithm}:") else ""
+            if not got:
+                return "", written.checksum or (copy.checksum if copy is not None else "")
+        if got != want:
+            try:
+                self._request(Attempts(), self.destination.delete, destination)
+            except S3Error as exc:
+                log.error("could not delete the bad copy %s: %s", destination, exc)
+            raise S3Error(
+                "ChecksumMismatch",
+                f"the copy's {algorithm} full-object checksum {got.partition(':')[2]} differs from the source's "
+                f"{want.partition(':')[2]}; the copy was deleted",
+                destination.bucket,
+                destination.key,
+            )
+        return f"{algorithm} full-object", got
 
     def _write(
         self, source: ObjectInfo, destination: ObjectRef, attempts: Attempts, copied: Written | None
@@ -436,7 +482,7 @@ class Copier:
             source,
             destination,
             tags,
-            destination_properties(self.config, source),
+            {**destination_properties(self.config, source), **upload_checksum(self.config, source)},
         )
         self._upload(destination, upload_id, UPLOAD_STARTED)
 
@@ -646,7 +692,8 @@ def destination_properties(config: TransferConfig, source: ObjectInfo) -> dict:
     | storage class | --storage-class        | the source's, except archive classes (-> STANDARD) |
     | encryption    | --sse, --sse-kms-key-id | the destination bucket's default encryption (S3's rule for copies) |
     | ACL           | --acl                  | the destination bucket's default (owner-only)     |
-    | checksum      | --checksum             | CRC32C, computed by S3 and recorded per file      |
+    | checksum      | --checksum (replaces   | the source's, kept (CopyObject keeps it when no   |
+    |               | the source's)          | algorithm is sent; parts: upload_checksum)        |
     """
     keep = source.storage_class not in ("STANDARD", *ARCHIVE_CLASSES)
     return {
@@ -656,6 +703,21 @@ def destination_properties(config: TransferConfig, source: ObjectInfo) -> dict:
         "ACL": config.acl,
         "ChecksumAlgorithm": config.checksum_algorithm,
     }
+
+
+def upload_checksum(config: TransferConfig, source: ObjectInfo) -> dict:
+    """The checksum a multipart copy asks for when --checksum is not given: the source's
+    algorithm, as a full-object checksum where the source has one (CRC64NVME, CRC32,
+    CRC32C: the same value whatever the part layout, so it proves the copy), else as a
+    composite one (equal in the source's own part layout)."""
+    algorithm = source.checksum.partition(":")[0]
+    if config.checksum_algorithm or not algorithm:
+        return {}
+    if source.full_checksum and algorithm in FULL_OBJECT_ALGORITHMS:
+        return {"ChecksumAlgorithm": algorithm, "ChecksumType": "FULL_OBJECT"}
+    if source.full_checksum:  # SHA-1/SHA-256 of a single-part source: parts cannot keep it
+        return {}
+    return {"ChecksumAlgorithm": algorithm}
 
 
 CANCELLED_CODE = "Cancelled"  # the error code of a cancelled file's result
@@ -699,6 +761,8 @@ def _result(
     detail: str = "",
     parts: int = 0,
     checksum: str = "",
+    evidence: str = "",
+    destination_etag: str = "",
 ) -> FileResult:
     return FileResult(
         item.source_ref.uri,
@@ -716,6 +780,10 @@ def _result(
         parts=parts,
         checksum=checksum,
         requests=attempts.requests,
+        evidence=evidence,
+        destination_etag=destination_etag,
+        md5=item.md5,
+        sha256=item.sha256,
     )
 
 
@@ -737,6 +805,8 @@ def _unexpected(item: CopyItem, exc: BaseException, started: float) -> FileResul
         error_message=f"{type(exc).__name__}: {exc}",
         etag=source.etag if source else "",
         line=item.line,
+        md5=item.md5,
+        sha256=item.sha256,
     )
 
 

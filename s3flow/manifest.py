@@ -4,7 +4,11 @@ Format, decided per file:
 - delimiter: a tab if the first row has one, else a comma if it has one, else
   runs of whitespace (quote fields with `"` to put a delimiter inside a key);
 - header: the first row is a header when its first field is not an `s3://` URI
-  (or as forced by header=True/False);
+  (or as forced by header=True/False). A header names the columns, read by name in
+  any order: source, destination, version_id, md5, sha256 (a name we do not know
+  is an error naming it). Without one, columns are source, destination[, version_id];
+- md5 / sha256 (hex): what the object row's bytes must hash to, as a sequencing
+  provider's md5sum manifest says; the copy is proven against them (plan.settle);
 - `s3://bucket/key` -> `s3://bucket/key` copies one object; a destination ending
   in `/` copies into that prefix under the source's own name;
 - `s3://bucket/prefix/` (or `s3://bucket`) -> `s3://bucket/prefix/` syncs a prefix.
@@ -39,6 +43,7 @@ class ManifestRow:
     # source lists after the key `after` (below the prefix; None: from the first).
     after: str | None = None
     count: int | None = None
+    expected: tuple[tuple[str, str], ...] = ()  # (("md5", hex), ("sha256", hex)) named in the row
 
     @property
     def is_shard(self) -> bool:
@@ -101,12 +106,23 @@ def parse(text: str, header: bool | None = None, name: str = "manifest") -> list
         header = not table.iat[first, 0].strip().lower().startswith(SCHEME)
         if header:
             _check_header([value.strip() for value in table.iloc[first]], first + 1, name)
+    names = [value.strip() for value in table.iloc[first]]
+    # A header names the columns; a first row forced to be a header (--header) that is
+    # really a row of URIs is only dropped, as before names were read.
+    named = header and not any(value.lower().startswith(SCHEME) for value in names)
+    columns = _columns(names, first + 1, name) if named else None
     problems: list[Problem] = []
     rows: list[ManifestRow] = []
     for index, values in enumerate(table.itertuples(index=False, name=None)):
         if not lines[index] or (header and index == first):
             continue
-        row = _row(index + 1, [value.strip() for value in values], problems)
+        stripped = [value.strip() for value in values]
+        fields = (
+            _positional(index + 1, stripped, problems)
+            if columns is None
+            else _named(index + 1, stripped, columns, problems)
+        )
+        row = None if fields is None else _row(index + 1, fields, problems)
         if row is not None:
             rows.append(row)
     if not rows and not problems:
@@ -115,6 +131,85 @@ def parse(text: str, header: bool | None = None, name: str = "manifest") -> list
     if problems:
         raise InputError(sorted(problems, key=lambda p: p.line or 0), name)
     return rows
+
+
+COLUMNS = ("source", "destination", "version_id", "md5", "sha256")
+EXPECTED = {"md5": 32, "sha256": 64}  # checksum columns and their length in hex digits
+_ALIASES = {
+    "src": "source",
+    "dst": "destination",
+    "dest": "destination",
+    "versionid": "version_id",
+    "version": "version_id",
+    "md5sum": "md5",
+    "sha256sum": "sha256",
+}
+
+
+def _columns(names: list[str], line: int, name: str) -> list[str]:
+    """A header's column names, normalised; InputError naming any we do not know, or
+    naming source/destination if missing."""
+    columns, problems = [], []
+    while names and not names[-1]:
+        names = names[:-1]
+    for number, raw in enumerate(names, 1):
+        column = raw.strip().lower().replace("-", "_").replace(" ", "_")
+        column = _ALIASES.get(column, column)
+        if not raw:
+            column = ""
+        elif column not in COLUMNS:
+            problems.append(
+                Problem(
+                    f"unknown column {raw!r} (column {number}) in the header: known columns are {', '.join(COLUMNS)}",
+                    line,
+                    raw,
+                )
+            )
+        elif column in columns:
+            problems.append(Problem(f"the column {raw!r} is named twice in the header", line, raw))
+        columns.append(column)
+    for needed in ("source", "destination"):
+        if needed not in columns:
+            problems.append(Problem(f"the header names no {needed!r} column (it has: {', '.join(names)})", line))
+    if problems:
+        raise InputError(problems, name)
+    return columns
+
+
+def _positional(line: int, values: list[str], problems: list[Problem]) -> dict[str, str] | None:
+    """A headerless row's fields: source, destination[, version_id]."""
+    count = len(values) - next((i for i, v in enumerate(reversed(values)) if v), len(values))
+    if count not in (2, 3) or not values[0] or not values[1]:
+        problems.append(
+            Problem(
+                f"wrong column count: expected 2 or 3 (source, destination[, version_id]), found {count}",
+                line,
+                "columns",
+            )
+        )
+        return None
+    return dict(zip(COLUMNS[:count], values[:count], strict=True))
+
+
+def _named(line: int, values: list[str], columns: list[str], problems: list[Problem]) -> dict[str, str] | None:
+    """A row's fields by the header's names."""
+    surplus = [value for value in values[len(columns) :] if value]
+    if surplus:
+        problems.append(
+            Problem(
+                f"{len(columns) + len(surplus)} fields, but the header names {len(columns)} columns "
+                f"({', '.join(c for c in columns if c)})",
+                line,
+                "columns",
+            )
+        )
+        return None
+    fields = {column: value for column, value in zip(columns, values, strict=False) if column}
+    for needed in ("source", "destination"):
+        if not fields.get(needed):
+            problems.append(Problem(f"the {needed} is empty", line, needed))
+            return None
+    return fields
 
 
 _COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_ -]{0,63}$")
@@ -187,18 +282,17 @@ def _read_table(lines: list[str], sep: str, name: str) -> pd.DataFrame:
         raise InputError(f"cannot parse the manifest: {exc}", name) from None
 
 
-def _row(line: int, values: list[str], problems: list[Problem]) -> ManifestRow | None:
-    count = len(values) - next((i for i, v in enumerate(reversed(values)) if v), len(values))
-    if count not in (2, 3) or not values[0] or not values[1]:
-        problems.append(
-            Problem(
-                f"wrong column count: expected 2 or 3 (source, destination[, version_id]), found {count}",
-                line,
-                "columns",
-            )
-        )
-        return None
-    version = values[2] if count == 3 else None
+def _row(line: int, fields: dict[str, str], problems: list[Problem]) -> ManifestRow | None:
+    expected = []
+    for column, digits in EXPECTED.items():
+        value = fields.get(column, "").lower()
+        if not value:
+            continue
+        if len(value) != digits or not all(c in "0123456789abcdef" for c in value):
+            problems.append(Problem(f"{fields[column]!r} is not an {column} ({digits} hex digits)", line, column))
+            return None
+        expected.append((column, value))
+    version = fields.get("version_id") or None
     if version and version.lower().startswith(SCHEME):
         problems.append(
             Problem(
@@ -210,7 +304,8 @@ def _row(line: int, values: list[str], problems: list[Problem]) -> ManifestRow |
         )
         return None
     refs = {}
-    for field, text in zip(("source", "destination"), values[:2], strict=True):
+    for field in ("source", "destination"):
+        text = fields[field]
         try:
             refs[field] = parse_uri(text)
         except ValueError as exc:
@@ -223,6 +318,11 @@ def _row(line: int, values: list[str], problems: list[Problem]) -> ManifestRow |
         return None
     if version:
         src = ObjectRef(src.bucket, src.key, version)
+    if expected and is_prefix_key(src.key):
+        problems.append(
+            Problem(f"an {expected[0][0]} names one object's bytes; this row is a prefix", line, expected[0][0])
+        )
+        return None
     if is_prefix_key(src.key):
         if not is_prefix_key(dst.key):
             problems.append(
@@ -248,7 +348,7 @@ def _row(line: int, values: list[str], problems: list[Problem]) -> ManifestRow |
         if (src.bucket, src.key) == (dst.bucket, dst.key) and not version:
             problems.append(Problem("the destination equals the source", line, "destination"))
             return None
-    return ManifestRow(line, src, dst)
+    return ManifestRow(line, src, dst, expected=tuple(expected))
 
 
 def _conflicts(rows: list[ManifestRow]) -> list[Problem]:

@@ -134,6 +134,33 @@ OPTIONS: tuple[Option, ...] = (
         metavar="BLOCK",
     ),
     Option(
+        "report",
+        None,
+        "s3://bucket/prefix/ to write a completion report under, per transfer and run: one gzip CSV "
+        "row per file (ETags, checksums, evidence, status, times, error) and a JSON summary; "
+        "rewritten every 5 minutes while the run goes on. Empty: none.",
+        flag="--report",
+        metavar="S3_PREFIX",
+        commands=COPY,
+    ),
+    Option(
+        "report_retention",
+        None,
+        "Object Lock retention of the final report objects, MODE:DAYS (GOVERNANCE or COMPLIANCE; "
+        "the bucket must have Object Lock enabled). Empty: none.",
+        flag="--report-retention",
+        metavar="MODE:DAYS",
+        commands=COPY,
+    ),
+    Option(
+        "report_credentials",
+        None,
+        "AwsCredentials block the report is written with; empty: the destination side's.",
+        flag="--report-credentials",
+        metavar="BLOCK",
+        commands=COPY,
+    ),
+    Option(
         "filters",
         None,
         'Prefix rows, in order: "include:GLOB" / "exclude:GLOB" on the key below '
@@ -201,8 +228,9 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "checksum_algorithm",
         _D.checksum_algorithm,
-        f"Checksum S3 computes on each copy, recorded per file: {', '.join(sorted(CHECKSUM_ALGORITHMS))}, "
-        'or "none" for stores that reject it.',
+        "Checksum each copy asks S3 for, replacing the source's: "
+        f'{", ".join(sorted(CHECKSUM_ALGORITHMS))}; default (empty, "keep" or "none"): keep the '
+        "source's own checksum, and prove copies by full-object checksums where both have one.",
         flag="--checksum",
         metavar="ALGORITHM",
         commands=COPY,
@@ -384,6 +412,9 @@ ENGINE = (
     "batch_files",
     "source_credentials",
     "destination_credentials",
+    "report",
+    "report_retention",
+    "report_credentials",
 )
 
 
@@ -417,8 +448,11 @@ def config_from(values: dict, endpoint: Callable[[str | None], Endpoint] | None 
         requester_pays=bool(value("requester_pays")),
         keep_source_layout=bool(value("keep_source_layout")),
         part_copies=value("part_copies"),
-        checksum_algorithm=None if not checksum or checksum.lower() == "none" else checksum.upper(),
+        checksum_algorithm=None if not checksum or checksum.lower() in ("none", "keep") else checksum.upper(),
         source=side("source_credentials"),
         destination=side("destination_credentials"),
+        report=value("report") or None,
+        report_retention=value("report_retention") or None,
+        report_endpoint=side("report_credentials") if value("report_credentials") else None,
         **overrides,
     )

@@ -9,6 +9,7 @@ held as a compact index and the source side streams page by page.
 
 from __future__ import annotations
 
+import base64
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -35,6 +36,16 @@ class CopyItem:
     source: ObjectInfo | None = None
     check_destination: bool = True  # an object row: compare with the destination first
     reason: str = ""  # why it is copied (decide's answer), when the listing already told
+    expected: tuple[tuple[str, str], ...] = ()  # the manifest's (("md5", hex), ("sha256", hex))
+    evidence: str = ""  # what settle proved of the source (the expected checksums)
+
+    @property
+    def md5(self) -> str:
+        return dict(self.expected).get("md5", "")
+
+    @property
+    def sha256(self) -> str:
+        return dict(self.expected).get("sha256", "")
 
     @property
     def size(self) -> int:
@@ -107,9 +118,13 @@ def settle(
         info = request(attempts, source.head, item.source_ref)
         if info is None:
             raise S3Error("NoSuchKey", _missing_source(item.source_ref, source, attempts, request))
+        if item.expected:
+            item = replace(item, evidence=prove_expected(info, item.expected, attempts, source, request))
         copy, why = decide(info, request(attempts, destination.head, item.destination))
         if not copy:
-            return replace(_skipped(info, item.destination, item.line, why), requests=attempts.requests)
+            skipped = _skipped(info, item.destination, item.line, why)
+            evidence = "; ".join(filter(None, ("ETag" if skipped_by_etag(why) else "", item.evidence)))
+            return replace(skipped, requests=attempts.requests, evidence=evidence, md5=item.md5, sha256=item.sha256)
         item = replace(item, source=info, check_destination=False, reason=why)
     elif item.source.storage_class in ARCHIVE_CLASSES:
         info = request(attempts, source.head, item.source_ref)  # only HEAD tells the restore state
@@ -132,6 +147,57 @@ def settle(
             requests=attempts.requests,
         )
     return item
+
+
+def prove_expected(
+    info: ObjectInfo,
+    expected: tuple[tuple[str, str], ...],
+    attempts: Attempts,
+    storage: Storage,
+    request: Callable[..., Any],
+) -> str:
+    """Check the source against the manifest's md5/sha256 before anything is copied, so a
+    mismatch leaves nothing at the destination; the copy is then proven equal to this
+    source (pinned to its ETag) by its own evidence. What the store already says is used
+    first: a single-part ETag is the MD5, a full-object SHA256 checksum the SHA-256.
+    Only the rest is read, once, streamed. Raises ChecksumMismatch; returns the evidence.
+
+    | expected | the store says                     | evidence                           |
+    |----------|------------------------------------|------------------------------------|
+    | md5      | single-part ETag (not SSE-KMS)     | expected MD5 = ETag                |
+    | sha256   | a full-object SHA256 checksum      | expected SHA256 = full-object checksum |
+    | either   | nothing that answers               | expected MD5/SHA256 of the bytes read |"""
+    proven, unread = [], []
+    algorithm, _, value = info.full_checksum.partition(":")
+    for name, want in expected:
+        if name == "md5" and info.etag_is_md5:
+            _compare(info, name, want, info.etag.lower(), "its ETag")
+            proven.append("expected MD5 = ETag")
+        elif name == "sha256" and algorithm == "SHA256":
+            _compare(info, name, want, base64.b64decode(value).hex(), "its full-object SHA256 checksum")
+            proven.append("expected SHA256 = full-object checksum")
+        else:
+            unread.append(name)
+    if unread:
+        found = request(attempts, storage.digests, info.ref, tuple(unread), info.etag)
+        for name in unread:
+            _compare(info, name, dict(expected)[name], found[name], "its bytes, read")
+            proven.append(f"expected {name.upper()} of the bytes read")
+    return "; ".join(proven)
+
+
+def _compare(info: ObjectInfo, name: str, want: str, found: str, how: str) -> None:
+    if found != want:
+        raise S3Error(
+            "ChecksumMismatch",
+            f"the source's {name.upper()} is {found} ({how}), the manifest expects {want}: nothing was copied",
+            info.ref.bucket,
+            info.ref.key,
+        )
+
+
+def skipped_by_etag(why: str) -> bool:
+    return why.startswith("identical")
 
 
 def _missing_source(ref: ObjectRef, source: Storage, attempts: Attempts, request: Callable[..., Any]) -> str:
@@ -196,7 +262,7 @@ class Planner:
                 self.rows_done += 1
                 continue
             if not row.is_prefix and not error:
-                single: Planned = CopyItem(row.source, row.destination, row.line)
+                single: Planned = CopyItem(row.source, row.destination, row.line, expected=row.expected)
             else:
                 single = _failed(row.source, row.destination, row.line, *(error or missing[row.source.bucket]))
             self.rows_done += 1  # counted before it is handed out: its one file is planned

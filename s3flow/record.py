@@ -68,6 +68,13 @@ class FileResult:
     checksum: str = ""  # "CRC32C:<base64>" S3 computed for the copy ("-N": of N parts), if it did
     trigger: str = ""  # what started the run: schedule, s3 event, manifest upload: URI, manual: ...
     requests: int = 0
+    # What proves the destination holds the source's bytes, "; "-joined: "ETag", "MD5 of
+    # every range", "<ALGORITHM> full-object", "expected MD5 = ETag", "expected SHA256 of
+    # the bytes read"... ("" for a file not copied or skipped).
+    evidence: str = ""
+    destination_etag: str = ""  # the copy's ETag, as S3 answered
+    md5: str = ""  # the manifest's expected MD5 (hex), if it gave one
+    sha256: str = ""  # and SHA-256
 
     def __post_init__(self) -> None:
         if not isinstance(self.status, Status):
@@ -110,6 +117,7 @@ class FileResult:
             "trigger": self.trigger,
             "line": self.line,
             "requests": self.requests,
+            "evidence": self.evidence,
         }
 
     @classmethod
@@ -132,6 +140,7 @@ class FileResult:
             checksum=row.get("checksum") or "",
             trigger=row.get("trigger") or "",
             requests=row.get("requests") or 0,
+            evidence=row.get("evidence") or "",
         )
 
     def to_dict(self) -> dict:

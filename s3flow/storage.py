@@ -72,6 +72,28 @@ DELETE_BATCH = 1000  # DeleteObjects takes at most this many keys
 log = logging.getLogger("s3flow.storage")
 
 
+def is_full_object(checksum: str, checksum_type: str = "") -> bool:
+    """A checksum of the whole object: S3 says FULL_OBJECT, or says nothing and the value
+    has no "-N" part count (a single-part object's checksum is of all its bytes)."""
+    if not checksum:
+        return False
+    if checksum_type:
+        return checksum_type == "FULL_OBJECT"
+    return "-" not in checksum.partition(":")[2]
+
+
+def checksum_of(answer: dict) -> str:
+    """The "ALGORITHM:base64" checksum in an S3 answer, or ""."""
+    for name in CHECKSUM_FIELDS:
+        if answer.get(name):
+            return f"{name.removeprefix('Checksum')}:{answer[name]}"
+    return ""
+
+
+CHECKSUM_FIELDS = ("ChecksumCRC64NVME", "ChecksumCRC32C", "ChecksumCRC32", "ChecksumSHA256", "ChecksumSHA1")
+# Algorithms S3 can keep as a full-object checksum of a multipart upload.
+FULL_OBJECT_ALGORITHMS = frozenset({"CRC64NVME", "CRC32", "CRC32C"})
+
 # Storage classes whose objects must be restored (RestoreObject) before a copy.
 ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 
@@ -86,6 +108,19 @@ class ObjectInfo:
     storage_class: str = "STANDARD"
     restored: bool = False  # an archived object with a finished restore (HEAD only)
     encryption: dict = field(default_factory=dict, compare=False, repr=False)
+    checksum: str = ""  # "ALGORITHM:base64" S3 keeps for the object (HEAD only; "" unknown or none)
+    checksum_type: str = ""  # FULL_OBJECT or COMPOSITE, as S3 says (HEAD only)
+
+    @property
+    def full_checksum(self) -> str:
+        """The object's full-object checksum ("ALGORITHM:base64"), or "": one of the whole
+        bytes, whatever the part layout, so two of them prove a copy with no byte read."""
+        return self.checksum if is_full_object(self.checksum, self.checksum_type) else ""
+
+    @property
+    def etag_is_md5(self) -> bool:
+        """The ETag is the MD5 of the bytes: one part, and not encrypted with KMS."""
+        return "-" not in self.etag and self.encryption.get("ServerSideEncryption", "AES256") == "AES256"
 
     @property
     def needs_restore(self) -> bool:
@@ -234,7 +269,9 @@ class Storage:
         """The object's size, ETag and properties; None if it does not exist."""
         try:
             with _translated(ref.bucket, ref.key):
-                answer = self._client.head_object(Bucket=ref.bucket, Key=ref.key, **_version(ref), **self._payer)
+                answer = self._client.head_object(
+                    Bucket=ref.bucket, Key=ref.key, ChecksumMode="ENABLED", **_version(ref), **self._payer
+                )
         except S3Error as exc:
             if exc.code == "NoSuchKey":
                 return None
@@ -250,6 +287,8 @@ class Storage:
             storage_class=answer.get("StorageClass") or "STANDARD",
             restored='ongoing-request="false"' in answer.get("Restore", ""),
             encryption=encryption,
+            checksum=checksum_of(answer),
+            checksum_type=answer.get("ChecksumType") or "",
         )
 
     def first_part_size(self, ref: ObjectRef) -> int | None:
@@ -277,6 +316,20 @@ class Storage:
             for chunk in body.iter_chunks(1024 * 1024):
                 digest.update(chunk)
         return digest.hexdigest()
+
+    def digests(self, ref: ObjectRef, names: tuple[str, ...], etag: str | None = None) -> dict[str, str]:
+        """Hex digests (hashlib names: md5, sha256) of a whole object's bytes, streamed in
+        one read; with `etag`, only of that version of it (PreconditionFailed otherwise)."""
+        hashes = {name: hashlib.new(name) for name in names}
+        pin = {"IfMatch": f'"{etag}"'} if etag else {}
+        with _translated(ref.bucket, ref.key):
+            body = self._client.get_object(Bucket=ref.bucket, Key=ref.key, **_version(ref), **pin, **self._payer)[
+                "Body"
+            ]
+            for chunk in body.iter_chunks(1024 * 1024):
+                for digest in hashes.values():
+                    digest.update(chunk)
+        return {name: digest.hexdigest() for name, digest in hashes.items()}
 
     def delete(self, ref: ObjectRef) -> None:
         with _translated(ref.bucket, ref.key):
@@ -339,7 +392,7 @@ class Storage:
 
     def create_multipart(self, source: ObjectInfo, destination: ObjectRef, tags: list[dict], properties: dict) -> str:
         """Start a multipart upload carrying the source's properties and tags, and ours."""
-        args = {**source.properties, **_only(properties, DESTINATION_PROPERTIES)}
+        args = {**source.properties, **_only(properties, (*DESTINATION_PROPERTIES, "ChecksumType"))}
         if tags:
             args["Tagging"] = urlencode([(tag["Key"], tag["Value"]) for tag in tags])
         with _translated(destination.bucket, destination.key):
@@ -433,6 +486,11 @@ class Written:
 
     etag: str
     checksum: str = ""
+    checksum_type: str = ""  # FULL_OBJECT or COMPOSITE, where S3 said
+
+    @property
+    def full_checksum(self) -> str:
+        return self.checksum if is_full_object(self.checksum, self.checksum_type) else ""
 
     def checksum_arg(self) -> dict:
         algorithm, _, value = self.checksum.partition(":")
@@ -440,10 +498,7 @@ class Written:
 
 
 def _written(answer: dict) -> Written:
-    for name, value in answer.items():
-        if name.startswith("Checksum") and name != "ChecksumType" and isinstance(value, str):
-            return Written(_etag(answer["ETag"]), f"{name.removeprefix('Checksum')}:{value}")
-    return Written(_etag(answer["ETag"]))
+    return Written(_etag(answer["ETag"]), checksum_of(answer), answer.get("ChecksumType") or "")
 
 
 def _only(args: dict, allowed: tuple[str, ...]) -> dict:

@@ -24,6 +24,7 @@ thread-safe and quick).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import threading
 import time
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Protocol
 
+from . import audit
 from . import manifest as manifests
 from .config import TransferConfig
 from .copy import UNEXPECTED_CODE, Copier
@@ -104,6 +106,7 @@ class Transfer:
     source: Storage
     destination: Storage
     missing_buckets: dict[str, tuple[str, str]]
+    manifest_sha256: str = ""  # of the manifest's bytes, as read (the report records it)
 
     @classmethod
     def open(
@@ -125,14 +128,44 @@ class Transfer:
         )
         source.check_credentials("source")
         destination.check_credentials("destination")
+        digest = ""
         if rows is None:
             if text is None:
                 text = manifests.read_text(manifest, lambda ref: _fetch_manifest(source, ref))
             rows = manifests.parse(text, header=header, name=manifest)
+            digest = hashlib.sha256(text.encode()).hexdigest()
         if config.delete and (problems := manifests.check_delete(rows)):
             raise InputError(problems, manifest)
+        if config.report and not config.dry_run:
+            audit.Retention.parse(config.report_retention)
+            report_storage = destination if config.report_endpoint is None else Storage(config.report_endpoint)
+            audit.check_location(report_storage, audit.report_prefix(config.report))
         missing = check_buckets(rows, source, destination, Retrier(config))
-        return cls(manifest, config, rows, source, destination, missing)
+        return cls(manifest, config, rows, source, destination, missing, digest)
+
+    def report(self, transfer: str, flow_run_id: str) -> audit.Report | None:
+        """The completion report this run writes (None: not asked for, or a dry run)."""
+        config = self.config
+        if not config.report or config.dry_run:
+            return None
+        storage = self.destination if config.report_endpoint is None else Storage(config.report_endpoint)
+        etag = ""
+        if self.manifest.lower().startswith("s3://"):
+            try:
+                info = self.source.head(manifests.parse_uri(self.manifest))
+                etag = info.etag if info else ""
+            except (S3Error, ValueError):
+                etag = ""
+        return audit.Report(
+            storage,
+            audit.report_prefix(config.report),
+            transfer,
+            flow_run_id,
+            self.manifest,
+            etag,
+            self.manifest_sha256,
+            audit.Retention.parse(config.report_retention),
+        )
 
     def with_config(self, config: TransferConfig) -> Transfer:
         """The same checked transfer with other settings (the slots a run was granted)."""

@@ -96,8 +96,8 @@ def test_etags_match_where_the_store_computes_them_as_s3_does(moto_store, tmp_pa
 
 
 def test_each_copy_records_the_checksum_s3_computed(store, tmp_path, capsys):
-    """CRC32C is asked for on every copy; what the store answers is in the per-file table
-    and is what the destination reports later, so an audit can compare the two."""
+    """With --checksum CRC32C each copy asks for CRC32C (replacing the source's); what the
+    store answers is in the per-file table and is what the destination reports later."""
     from s3flow.flows.transfer import artifact_base
     from tests.integration.test_transfer_flow import artifacts, table_rows
 
@@ -106,7 +106,7 @@ def test_each_copy_records_the_checksum_s3_computed(store, tmp_path, capsys):
     put_multipart(client, src, "sums/big.cram", os.urandom(11 * MiB), 5 * MiB)
     manifest = tmp_path / "sums.csv"
     manifest.write_text(f"s3://{src}/sums/,s3://{dst}/sums/\n")
-    run(capsys, str(manifest))
+    run(capsys, str(manifest), "--checksum", "CRC32C")
     rows = table_rows(artifacts(f"{artifact_base(str(manifest))}-files")[0])
     recorded = {row["destination"].rsplit("/", 1)[-1]: row["checksum"] for row in rows}
     assert any(recorded.values())  # each store computes it for one kind of copy at least
