@@ -1,6 +1,8 @@
 """Start-up of `s3flow transfer`: one 16 KiB object, from the command to its first copy
 request reaching S3, and to its exit; with a Prefect server configured
-(PREFECT_API_URL) and without one (Prefect then starts a temporary server itself).
+(PREFECT_API_URL) and without one (Prefect then starts a temporary server itself);
+each with the head start (copies begin while Prefect loads: s3flow.transfer.HeadStart)
+and without it (S3FLOW_HEAD_START_SLOTS=0: the copies wait for the flow run, as before).
 
     bench/startup.py [--repeat 5]
 
@@ -48,27 +50,33 @@ def main() -> int:
     with SeaweedS3(work / "seaweed") as s3, PrefectServer(work / "prefect") as prefect:
         proxy = FaultProxy(s3.port).start()
         client = s3.client()
-        rows = {"configured": [], "temporary server": []}
-        for mode in rows:
-            env = {**os.environ, **s3.env(), "AWS_ENDPOINT_URL": proxy.url, "PREFECT_HOME": str(work / "client")}
-            if mode == "configured":
-                env["PREFECT_API_URL"] = prefect.api_url
-            else:
-                env.pop("PREFECT_API_URL", None)
-            for n in range(args.repeat):
-                src, dst = f"src-{mode[:4]}-{n}", f"dst-{mode[:4]}-{n}"
+        rows: dict[tuple[str, str], list] = {
+            (api, start): [] for api in ("configured", "temporary server") for start in ("head start", "none")
+        }
+        for n in range(args.repeat):  # interleaved, so a noisy minute hits every mode alike
+            for mode in rows:
+                api, start = mode
+                env = {**os.environ, **s3.env(), "AWS_ENDPOINT_URL": proxy.url, "PREFECT_HOME": str(work / "client")}
+                if api == "configured":
+                    env["PREFECT_API_URL"] = prefect.api_url
+                else:
+                    env.pop("PREFECT_API_URL", None)
+                env["S3FLOW_HEAD_START_SLOTS"] = "8" if start == "head start" else "0"
+                tag = f"{api[:4]}-{start[:4]}-{n}".replace(" ", "")
+                src, dst = f"src-{tag}", f"dst-{tag}"
                 client.create_bucket(Bucket=src)
                 client.create_bucket(Bucket=dst)
                 client.put_object(Bucket=src, Key="one.fq", Body=os.urandom(16 << 10))
-                manifest = work / f"m-{mode[:4]}-{n}.csv"
+                manifest = work / f"m-{tag}.csv"
                 manifest.write_text(f"s3://{src}/one.fq,s3://{dst}/one.fq\n")
                 rows[mode].append(one(env, manifest, proxy))
         proxy.stop()
-    print("| Prefect API | to the first copy, s | to exit, s |\n|---|---:|---:|")
-    for mode, runs in rows.items():
+    print("| Prefect API | copies begin | to the first copy, s | to exit, s |\n|---|---|---:|---:|")
+    for (api, start), runs in rows.items():
         first = statistics.median(r[0] for r in runs)
         total = statistics.median(r[1] for r in runs)
-        print(f"| {mode} | {first:.2f} | {total:.2f} |")
+        print(f"| {api} | {'at once (head start)' if start == 'head start' else 'in the flow run'} | "
+              f"{first:.2f} | {total:.2f} |")
     return 0
 
 

@@ -12,6 +12,19 @@ in deployments/ instead).
   SECRET`) or be an SNS message whose signature verifies; anything else gets 401, a
   body that is none of the known shapes 400, and no event. SNS subscription
   confirmations are confirmed (GET SubscribeURL) once verified.
+
+Objects created close together go out in batches (`Batcher`): each object still gets its
+own `aws.s3.object.created` event (the manifest-upload trigger, the event feed), and each
+bucket's objects of a batch one `s3flow.objects.created` event, which starts one
+replicate-objects run for all of them. A batch goes when no object came for
+QUIET_SECONDS (a lone upload waits half a second), BATCH_SECONDS after its first
+object, or at BATCH_OBJECTS objects, whichever comes first. A message (SQS) or a
+request (HTTP) is acknowledged only once its batch was accepted by the Prefect API.
+
+At-least-once delivery: SQS, SNS and EventBridge may deliver a message twice. Event
+ids derive from S3's facts (the same S3 event, the same id), the bridge drops an
+object it already delivered (the last REMEMBER ids), and a copy of an object already
+replicated is skipped by the transfer (same ETag): nothing is copied twice.
 """
 
 from __future__ import annotations
@@ -23,13 +36,24 @@ import re
 import signal
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
 from s3flow.errors import InputError
-from s3flow.events import AWS_CERT_HOST, BadSignature, MalformedMessage, translate, verify_sns
+from s3flow.events import (
+    AWS_CERT_HOST,
+    BATCH_OBJECTS,
+    BadSignature,
+    MalformedMessage,
+    ObjectCreated,
+    batch_event,
+    translate,
+    verify_sns,
+)
 
 log = logging.getLogger("s3flow.bridge")
 
@@ -62,6 +86,136 @@ class PrefectEvents:
             raise RuntimeError(f"the Prefect API answered {answer.status_code}: {answer.text[:300]}")
 
 
+BATCH_SECONDS = 2.0  # a batch goes at most this long after its first object
+QUIET_SECONDS = 0.5  # or once no object came for this long
+REMEMBER = 100_000  # object event ids remembered as delivered (duplicates dropped)
+
+Done = Callable[[BaseException | None], None]
+
+
+class Batcher:
+    """Object-created events to the Prefect API in batches (see the module's docstring).
+    `submit` returns at once; `done(None)` is called once the objects' events were
+    accepted, `done(error)` if they were not (then nothing counts as delivered)."""
+
+    def __init__(
+        self,
+        events: PrefectEvents,
+        window: float = BATCH_SECONDS,
+        quiet: float = QUIET_SECONDS,
+        most: int = BATCH_OBJECTS,
+        counts: Counts | None = None,
+    ) -> None:
+        self.events = events
+        self.window, self.quiet, self.most = window, quiet, most
+        self.counts = counts or Counts()
+        self._changed = threading.Condition()
+        self._pending: dict[str, ObjectCreated] = {}  # by event id: a duplicate in one batch counts once
+        self._waiting: list[Done] = []
+        self._first = self._last = 0.0
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._stopping = False
+        self._failed: BaseException | None = None  # a part of the waiters' objects not delivered
+        self._sending = False
+        self._sending_ids: set[str] = set()  # the batch being sent: a duplicate of it is dropped too
+        self._thread = threading.Thread(target=self._loop, name="s3flow-batcher", daemon=True)
+        self._thread.start()
+
+    def submit(self, objects: list[ObjectCreated], done: Done) -> None:
+        with self._changed:
+            fresh = [
+                obj
+                for obj in objects
+                if obj.id not in self._seen and obj.id not in self._pending and obj.id not in self._sending_ids
+            ]
+            if len(fresh) < len(objects):
+                self.counts.add(duplicates=len(objects) - len(fresh))
+                log.info("bridge: %d object events already delivered: dropped", len(objects) - len(fresh))
+            if fresh:
+                now = time.monotonic()
+                if not self._pending:
+                    self._first = now
+                self._last = now
+                for obj in fresh:
+                    self._pending[obj.id] = obj
+                self._waiting.append(done)
+                self._changed.notify_all()
+                return
+        done(None)  # nothing new: already delivered
+
+    def _due(self) -> float | None:
+        """Seconds until the pending batch must go (0: now); None: nothing pending."""
+        if not self._pending:
+            return None
+        if self._stopping or len(self._pending) >= self.most:
+            return 0.0
+        now = time.monotonic()
+        return max(0.0, min(self._first + self.window, self._last + self.quiet) - now)
+
+    def _loop(self) -> None:
+        while True:
+            with self._changed:
+                while (due := self._due()) is None or due > 0:
+                    if self._stopping and due is None:
+                        return
+                    self._changed.wait(due)
+                items = list(self._pending.items())
+                batch, self._pending = [obj for _, obj in items[: self.most]], dict(items[self.most :])
+                waiting: list[Done] = []
+                if not self._pending:  # the last part of what the waiters submitted
+                    waiting, self._waiting = self._waiting, []
+                self._sending = True
+                self._sending_ids = {obj.id for obj in batch}
+            try:
+                self._send(batch, waiting)
+            finally:
+                with self._changed:
+                    self._sending = False
+                    self._sending_ids = set()
+                    self._changed.notify_all()
+
+    def _send(self, batch: list[ObjectCreated], waiting: list[Done]) -> None:
+        events = [obj.prefect_event() for obj in batch]
+        by_bucket: dict[str, list[ObjectCreated]] = {}
+        for obj in batch:
+            by_bucket.setdefault(obj.bucket, []).append(obj)
+        events += [batch_event(objects) for objects in by_bucket.values()]
+        error: BaseException | None = None
+        try:
+            self.events.send(events)
+        except Exception as exc:  # handed to every waiter: their messages are not acknowledged
+            error = self._failed = exc
+            self.counts.add(failed=len(batch))
+            log.error("bridge: %d object events not delivered: %s", len(batch), exc)
+        else:
+            self.counts.add(events=len(batch), batches=len(by_bucket))
+            with self._changed:
+                for obj in batch:
+                    self._seen[obj.id] = None
+                while len(self._seen) > REMEMBER:
+                    self._seen.popitem(last=False)
+            for bucket, objects in by_bucket.items():
+                log.info("bridge: %d objects created in s3://%s: one batch event", len(objects), bucket)
+        if waiting:  # a failure of any part of their objects is theirs
+            error, self._failed = error or self._failed, None
+            for done in waiting:
+                done(error)
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until everything submitted has been sent (or refused); False on timeout."""
+        with self._changed:
+            self._first = self._last = time.monotonic() - self.window  # due now
+            self._changed.notify_all()
+            return self._changed.wait_for(lambda: not self._pending and not self._sending, timeout)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Send what is pending, then stop."""
+        with self._changed:
+            self._stopping = True
+            self._changed.notify_all()
+        self._thread.join(timeout)
+
+
 @dataclass
 class Counts:
     messages: int = 0
@@ -69,6 +223,8 @@ class Counts:
     skipped: int = 0
     rejected: int = 0
     failed: int = 0
+    duplicates: int = 0
+    batches: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **amounts: int) -> None:
@@ -111,15 +267,24 @@ def sqs_permanent(error: BaseException) -> str | None:
 
 
 class SqsBridge:
-    def __init__(self, queue_url: str, events: PrefectEvents, sqs_client=None, wait_seconds: int = 20) -> None:
+    def __init__(
+        self,
+        queue_url: str,
+        events: PrefectEvents,
+        sqs_client=None,
+        wait_seconds: int = 20,
+        batcher: Batcher | None = None,
+    ) -> None:
         import boto3
 
         self.queue_url = queue_url
         self.events = events
         self.sqs = sqs_client or boto3.client("sqs")
         self.wait_seconds = wait_seconds
-        self.counts = Counts()
+        self.batcher = batcher or Batcher(events)
+        self.counts = self.batcher.counts
         self.stopping = threading.Event()
+        self._refused: BaseException | None = None  # the Prefect API refused a batch: back off
 
     def run(self) -> None:
         """Poll until stopped. Transient trouble (throttling, 5xx, the network, the Prefect
@@ -140,13 +305,19 @@ class SqsBridge:
                 self.stopping.wait(delay)
 
     def poll_once(self) -> int:
-        """One receive; the messages deleted (their events all accepted, or nothing to send)."""
+        """One receive; the messages taken (deleted once their events are accepted, at
+        once when they carry none). A batch the Prefect API refused is raised here, on
+        the next poll, so the bridge backs off; its messages stay in the queue."""
+        refused, self._refused = self._refused, None
+        if refused is not None:
+            raise refused
         answer = self.sqs.receive_message(
             QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=self.wait_seconds
         )
         messages = answer.get("Messages", [])
-        done: list[dict] = []
-        events: list[dict] = []
+        empty: list[dict] = []
+        carrying: list[dict] = []
+        objects: list[ObjectCreated] = []
         for message in messages:
             self.counts.add(messages=1)
             try:
@@ -158,35 +329,48 @@ class SqsBridge:
             for why in found.skipped:
                 self.counts.add(skipped=1)
                 log.info("bridge: skipped in message %s: %s", message["MessageId"], why)
-            events.extend(event.prefect_event() for event in found.events)
-            done.append(message)
+            (carrying if found.events else empty).append(message)
+            objects.extend(found.events)
+        self._delete(empty)
+        if objects:
+            self.batcher.submit(objects, lambda error: self._acknowledge(carrying, error))
+        return len(empty) + len(carrying)
+
+    def _acknowledge(self, messages: list[dict], error: BaseException | None) -> None:
+        if error is not None:
+            self._refused = error  # SQS hands these messages out again after their visibility timeout
+            return
         try:
-            self.events.send(events)
-        except Exception:
-            self.counts.add(failed=len(events))
-            raise  # nothing deleted: SQS hands these messages out again
-        self.counts.add(events=len(events))
-        for event in events:
-            log.info("bridge: %s s3://%s/%s", event["event"], event["payload"]["bucket"], event["payload"]["key"])
-        if done:
+            self._delete(messages)
+        except Exception as exc:  # delivered again later: the bridge drops what it delivered
+            log.error("bridge: could not delete %d delivered messages: %s", len(messages), exc)
+
+    def _delete(self, messages: list[dict]) -> None:
+        for start in range(0, len(messages), 10):
+            chunk = messages[start : start + 10]
             self.sqs.delete_message_batch(
                 QueueUrl=self.queue_url,
-                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
             )
-        return len(done)
 
 
 class HttpBridge:
     """The HTTP endpoint; `handle` decides every request (status, reply) and is what tests call."""
 
     def __init__(
-        self, events: PrefectEvents, secret: str | None = None, fetch=None, cert_host: re.Pattern = AWS_CERT_HOST
+        self,
+        events: PrefectEvents,
+        secret: str | None = None,
+        fetch=None,
+        cert_host: re.Pattern = AWS_CERT_HOST,
+        batcher: Batcher | None = None,
     ) -> None:
         self.events = events
         self.secret = secret
         self.fetch = fetch or _fetch
         self.cert_host = cert_host
-        self.counts = Counts()
+        self.batcher = batcher or Batcher(events)
+        self.counts = self.batcher.counts
         self._certificates: dict[str, bytes] = {}
 
     def _certificate(self, url: str) -> bytes:
@@ -237,15 +421,19 @@ class HttpBridge:
             return 400, {"error": str(exc)}
         for why in found.skipped:
             log.info("bridge: skipped: %s", why)
-        events = [event.prefect_event() for event in found.events]
-        try:
-            self.events.send(events)
-        except Exception as exc:
-            self.counts.add(failed=len(events))
-            log.error("bridge: events not delivered: %s", exc)
-            return 503, {"error": "the Prefect API did not accept the events; deliver again"}
-        self.counts.add(messages=1, events=len(events), skipped=len(found.skipped))
-        return 200, {"events": len(events), "skipped": found.skipped}
+        if found.events:
+            sent = threading.Event()
+            outcome: list[BaseException | None] = []
+
+            def done(error: BaseException | None) -> None:
+                outcome.append(error)
+                sent.set()
+
+            self.batcher.submit(found.events, done)
+            if not sent.wait(self.batcher.window + 60) or outcome[0] is not None:
+                return 503, {"error": "the Prefect API did not accept the events; deliver again"}
+        self.counts.add(messages=1, skipped=len(found.skipped))
+        return 200, {"events": len(found.events), "skipped": found.skipped}
 
     def _confirm(self, message: dict) -> tuple[int, dict]:
         url = message.get("SubscribeURL", "")

@@ -1,12 +1,17 @@
-"""The replicate-object flow: one object, copied into several buckets at once.
+"""Replication flows: objects created in a watched bucket, copied into several buckets.
 
-Started by an `aws.s3.object.created` event (see prefect.yaml and `s3flow bridge`),
-by hand (`prefect deployment run 'replicate-object/...' --param ...`), or from code.
+- `replicate-objects`: a batch of objects (an `s3flow.objects.created` event from
+  `s3flow bridge`, which groups objects created close together): one run, one transfer
+  on the engine's pool. The path for bursts: 1,000 objects are a few runs, not 1,000.
+- `replicate-object`: one object (an `aws.s3.object.created` event, e.g. from a Prefect
+  Cloud webhook, or by hand: `prefect deployment run 'replicate-object/...' --param ...`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -23,12 +28,14 @@ from s3flow.errors import InputError
 from s3flow.flows.history import History, run_trigger, stamped
 from s3flow.flows.live import Recorder
 from s3flow.flows.notify import notify_failure, run_link
-from s3flow.flows.transfer import CONCURRENCY_LIMIT, _slug, ensure_concurrency_limit
+from s3flow.flows.transfer import CONCURRENCY_LIMIT, _slug, ensure_concurrency_limit, run_transfer
 from s3flow.options import config_from, default
 from s3flow.record import FileResult
-from s3flow.replicate import Outcome, check_request, replicate
+from s3flow.replicate import Outcome, batch_rows, check_request, replicate
+from s3flow.transfer import Transfer
 
 RETRIES, BACKOFF_BASE = 3, 2.0  # per copy: 3 retries, full-jitter backoff from 2 s
+BATCH_CONCURRENCY = 64  # requests in flight for a batch of objects
 
 
 def replication_key(bucket: str, key: str) -> str:
@@ -200,3 +207,87 @@ def _body(source: str, headline: str, outcome: Outcome | None, key: str) -> str:
         lines += ["Failed:", *(f"  - {bucket}: {error}" for bucket, error in outcome.errors.items())]
     lines += ["", f"Flow run: {flow_run.id}", f"Link: {run_link()}", f"Artifact: {key}"]
     return "\n".join(lines)
+
+
+@flow(name="replicate-objects")
+def replicate_objects(
+    source_bucket: str,
+    objects: list[dict] | str,
+    destination_buckets: list[str] | str,
+    max_concurrency: int = BATCH_CONCURRENCY,
+    source_credentials: str | None = None,
+    destination_credentials: str | None = None,
+    notification_block: str | None = None,
+    concurrency_limit: str = CONCURRENCY_LIMIT,
+    multipart_threshold_mib: int = default("multipart_threshold_mib"),
+    part_size_mib: int = default("part_size_mib"),
+    checksum_algorithm: str | None = default("checksum_algorithm"),
+    requester_pays: bool = default("requester_pays"),
+    report: str | None = default("report"),
+):
+    """Copy many objects of one bucket, created close together, into every destination
+    bucket: one run for a batch of creation events (`s3flow bridge` groups them into one
+    `s3flow.objects.created` event), copied on the engine's pool as one transfer.
+
+    Each object keeps its own result per destination (the run's file tables, history
+    events, status, report); a failed copy fails alone, and the notification groups the
+    failures by cause and bucket. Each result records the replication lag, from the
+    object's creation event to its copy; the summary gives p50 and p99.
+
+    Args:
+        source_bucket: The bucket the objects are in.
+        objects: The objects: a list (or its JSON text) of {"key", "version_id", "event_time"}.
+        destination_buckets: Buckets to copy into: a list, or one comma-separated string.
+        max_concurrency: S3 requests in flight at once.
+        source_credentials: AwsCredentials block for the source; empty: the environment's.
+        destination_credentials: AwsCredentials block for the destinations.
+        notification_block: SnsNotification block to report failures to; empty: none.
+        concurrency_limit: Global concurrency limit all s3flow runs share (created if missing).
+        multipart_threshold_mib: Objects larger than this are copied in parts.
+        part_size_mib: Part size of multipart copies.
+        checksum_algorithm: Checksum asked for on each copy (empty: keep the source's).
+        requester_pays: The source bucket is requester-pays: this replication pays for its reads.
+        report: s3://bucket/prefix/ for a completion report of the run; empty: none.
+    """
+    started = time.time()
+    destinations = destinations_list(destination_buckets)
+    listed = json.loads(objects) if isinstance(objects, str) else list(objects)
+    source = f"s3://{source_bucket}"
+    try:
+        rows = batch_rows(source_bucket, listed, destinations)
+        config = config_from(
+            dict(
+                max_concurrency=max_concurrency,
+                max_attempts=RETRIES + 1,
+                multipart_threshold_mib=multipart_threshold_mib,
+                part_size_mib=part_size_mib,
+                checksum_algorithm=checksum_algorithm,
+                requester_pays=requester_pays,
+                source_credentials=source_credentials,
+                destination_credentials=destination_credentials,
+                report=report,
+            ),
+            endpoint_from_block,
+            backoff_base=BACKOFF_BASE,
+        )
+        transfer = Transfer.open(f"{source} ({len(listed)} objects created)", config, rows=rows)
+    except InputError as exc:
+        message = f"invalid replication request: {exc.describe()}"
+        unsent = notify_failure(
+            notification_block,
+            f"replicate-objects: invalid request for {source}"[:80],
+            "\n".join([message, "", f"Flow run: {flow_run.id}", f"Link: {run_link()}"]),
+        )
+        return Failed(message=message + (f"; {unsent}" if unsent else ""))
+    get_run_logger().info(
+        "replicating %d objects of %s into %s", len(rows) // max(len(destinations), 1), source, ", ".join(destinations)
+    )
+    return run_transfer(
+        transfer,
+        f"replicate-{_slug(source_bucket)[:40]}",
+        started,
+        concurrency_limit=concurrency_limit,
+        prices=None,
+        notification_block=notification_block,
+        trigger=run_trigger(),
+    )

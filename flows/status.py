@@ -59,6 +59,7 @@ def transfer_status(run_id: str) -> dict:
         "bytes_copied": copied,
         "seconds": round(seconds, 1),
         "bytes_per_second": round(copied / seconds) if seconds > 0 else 0,
+        "lag": summary.lag(),  # replication runs: p50/p99 from event to copy
         "rows": rows,
     }
 

@@ -44,7 +44,7 @@ from s3flow.flows.resume import claim, settle_earlier_runs, uploads_key
 from s3flow.manifest import ManifestRow
 from s3flow.options import default
 from s3flow.report import TOP_FAILURES, Summary, human_bytes
-from s3flow.transfer import BATCHES_IN_FLIGHT, CANCEL_GRACE, Batch, Runner, Transfer
+from s3flow.transfer import BATCHES_IN_FLIGHT, CANCEL_GRACE, Batch, HeadStart, Runner, Transfer
 
 SHARD_DEPLOYMENT = default("shard_deployment")  # prefect.yaml's deployment of flows/shard.py
 CONCURRENCY_LIMIT = default("concurrency_limit")  # global limit: S3 requests in flight, all runs
@@ -77,7 +77,8 @@ def _heartbeats_without_join() -> None:
 
 
 _heartbeats_without_join()
-_opened: dict[str, Transfer] = {}  # transfers the CLI opened (checked) for the run it starts
+# Transfers the CLI opened (checked) for the run it starts, with their head start, if any.
+_opened: dict[str, tuple[Transfer, HeadStart | None]] = {}
 
 
 @dataclass
@@ -98,10 +99,11 @@ def opened_key(manifest: str, header: bool | None, values: dict) -> str:
     return json.dumps([manifest, header, options.engine_values(values)], sort_keys=True, default=str)
 
 
-def hand_over(transfer: Transfer, header: bool | None, values: dict) -> None:
+def hand_over(transfer: Transfer, header: bool | None, values: dict, head_start: HeadStart | None = None) -> None:
     """The CLI's checked transfer, for the run it starts in this process: the run uses
-    what was validated (no second manifest read, no second round of HEADs)."""
-    _opened[opened_key(transfer.manifest, header, values)] = transfer
+    what was validated (no second manifest read, no second round of HEADs), and adopts
+    the copies already begun (s3flow.transfer.HeadStart)."""
+    _opened[opened_key(transfer.manifest, header, values)] = (transfer, head_start)
 
 
 def artifact_base(manifest: str, transfer_name: str | None = None) -> str:
@@ -205,7 +207,9 @@ def transfer_manifest(
     if (gave_up := _resumed_too_often(max_resumes)) is not None:
         return gave_up
     engine_values = options.engine_values(values)
-    transfer = _opened.pop(opened_key(manifest, header, values), None) or open_transfer(manifest, values, header=header)
+    transfer, head_start = _opened.pop(opened_key(manifest, header, values), (None, None))
+    if transfer is None:
+        transfer = open_transfer(manifest, values, header=header)
     base = artifact_base(manifest, transfer_name)
     if shard_files > 0 and delete:
         get_run_logger().warning("a sync with delete runs in one run, not in shards (flows/shard.py)")
@@ -231,6 +235,7 @@ def transfer_manifest(
         concurrency_limit=concurrency_limit,
         prices=prices,
         notification_block=notification_block,
+        head_start=head_start,
     )
 
 
@@ -259,9 +264,11 @@ def run_transfer(
     notification_block: str | None,
     trigger: str = "",
     counts_key: str | None = None,
+    head_start: HeadStart | None = None,
 ):
     """An opened transfer, run in this flow run: plan, copy, record, finish. A shard
-    passes its transfer's trigger, and `counts_key` for the summary its parent reads."""
+    passes its transfer's trigger, and `counts_key` for the summary its parent reads;
+    the CLI a head start, the transfer's copies already running, which this run adopts."""
     logger = get_run_logger()
     dry_run = transfer.config.dry_run
     price_table = estimate.prices_from(prices) if dry_run else None
@@ -291,9 +298,14 @@ def run_transfer(
     if not dry_run:  # earlier runs of this transfer that died: mark them, abort their open uploads
         settle_earlier_runs(base, flow_run.id, transfer.destination, logger)
     transfer_id = str(uuid.uuid4())
-    runner = Runner(
-        transfer, stop_signals=(TerminationSignal, KeyboardInterrupt), execute=lambda batch: _submit(transfer_id, batch)
-    )
+    if head_start is not None:
+        runner = head_start.runner
+    else:
+        runner = Runner(
+            transfer,
+            stop_signals=(TerminationSignal, KeyboardInterrupt),
+            execute=lambda batch: _submit(transfer_id, batch),
+        )
     recorder = Recorder(
         History(str(flow_run.id or "")),
         found_trigger,
@@ -301,7 +313,6 @@ def run_transfer(
         f"{base}-progress",
         uploads_key=uploads_key(base),
     )
-    runner.copier.on_upload = recorder.add_upload
     report = transfer.report(base, str(flow_run.id or f"local-{transfer_id}"))
     if report is not None:
         report.trigger = lambda: recorder.trigger
@@ -315,12 +326,23 @@ def run_transfer(
             with plan_lock:
                 plan.add([result])
 
-    runner.on_result = on_result
     _running[transfer_id] = _Run(runner)
     watch = _CancelWatch(runner)
     try:
         with concurrency(concurrency_limit, occupy=slots), runner:
-            outcome = runner.run()
+            if head_start is None:
+                runner.copier.on_upload = recorder.add_upload
+                runner.on_result = on_result
+                outcome = runner.run()
+            else:
+                flow_context = contextvars.copy_context()  # task runs are submitted in this run's context
+                head_start.adopt(
+                    on_result,
+                    recorder.add_upload,
+                    lambda batch: flow_context.copy().run(_submit, transfer_id, batch),
+                    slots,
+                )
+                outcome = _finish_head_start(head_start)
     finally:
         watch.stop()
         _running.pop(transfer_id, None)
@@ -353,6 +375,23 @@ def run_transfer(
     if isinstance(outcome.stopped_by, TerminationSignal):
         raise outcome.stopped_by  # the engine and the worker take the run to Cancelled
     return final
+
+
+def _finish_head_start(head_start: HeadStart):
+    """Wait for an adopted head start's runner; a signal (Ctrl-C, the worker's SIGTERM)
+    cancels it as it would the run's own runner, and is re-raised by the caller."""
+    stopped = None
+    while True:
+        try:
+            outcome = head_start.wait(0.5)
+        except (TerminationSignal, KeyboardInterrupt) as signal:
+            stopped = stopped or signal
+            head_start.runner.cancel()
+            continue
+        if outcome is not None:
+            if stopped is not None:
+                outcome.stopped_by = stopped
+            return outcome
 
 
 def _in_background(function, *args) -> Future:
@@ -549,7 +588,7 @@ def _finish(
         codes = ", ".join(f"{code} x{n}" for code, n in summary.error_codes.most_common(5))
         unsent = notify_failure(
             notification_block,
-            f"transfer-manifest: {summary.failed} of {summary.files} files failed",
+            f"{flow_run.flow_name or 'transfer-manifest'}: {summary.failed} of {summary.files} files failed",
             _failure_body(summary, manifest, base, codes),
         )
         return Failed(

@@ -96,6 +96,18 @@ def parser() -> argparse.ArgumentParser:
     http = modes.add_parser("http", help="accept EventBridge and SNS HTTP deliveries")
     http.add_argument("--port", type=int, required=True)
     http.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    for mode in (sqs, http):
+        mode.add_argument(
+            "--batch-seconds",
+            type=float,
+            default=2.0,
+            metavar="S",
+            help="objects created close together go out as one batch (one replicate-objects run): "
+            "at most S seconds after the first, or 0.5 s after the last (default 2)",
+        )
+        mode.add_argument(
+            "--batch-objects", type=int, default=500, metavar="N", help="objects per batch at most (default 500)"
+        )
     http.add_argument(
         "--secret-env",
         default="S3FLOW_BRIDGE_SECRET",
@@ -318,11 +330,14 @@ def _open_uploads(transfer) -> dict:
 
 
 def verify(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from s3flow import estimate, uploads
     from s3flow.record import SKIPPED
 
     differences = []
     transfer = _open(args, _values(args))
+    transfer = transfer.with_config(replace(transfer.config, verifying=True))  # reads bytes for md5/sha256
     checked = estimate.dry_run(
         transfer,
         estimate.load_prices(None),
@@ -374,6 +389,10 @@ def status(args: argparse.Namespace) -> int:
         f"copied     {human_bytes(found['bytes_copied'])} in {found['seconds']:.1f} s "
         f"({found['bytes_per_second'] / 1e6:.1f} MB/s)"
     )
+    if found.get("lag"):
+        from s3flow.report import lag_text
+
+        print(f"lag        {lag_text(found['lag'])}")
     if args.all:
         for row in found["rows"]:
             print(
@@ -480,23 +499,43 @@ def bridge(args: argparse.Namespace) -> int:
     import logging
     import threading
 
-    from s3flow.flows.bridge import HttpBridge, PrefectEvents, SqsBridge, run_until_signalled
+    from s3flow.flows.bridge import (
+        QUIET_SECONDS,
+        Batcher,
+        Counts,
+        HttpBridge,
+        PrefectEvents,
+        SqsBridge,
+        run_until_signalled,
+    )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for chatty in ("botocore", "boto3", "httpx", "urllib3"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     events = PrefectEvents()
+    counts = Counts()
+    batcher = Batcher(
+        events,
+        window=args.batch_seconds,
+        quiet=min(QUIET_SECONDS, args.batch_seconds),
+        most=max(1, args.batch_objects),
+        counts=counts,
+    )
     if args.mode == "sqs":
-        runner = SqsBridge(args.queue_url, events, wait_seconds=args.wait_seconds)
+        runner = SqsBridge(args.queue_url, events, wait_seconds=args.wait_seconds, batcher=batcher)
         run_until_signalled(runner.stopping.set)
-        runner.run()
+        try:
+            runner.run()
+        finally:
+            batcher.close()  # what was received goes out, and its messages are deleted
         print(
-            f"bridge stopped: {runner.counts.events} events sent, {runner.counts.skipped} skipped, "
-            f"{runner.counts.rejected} malformed messages left in the queue"
+            f"bridge stopped: {counts.events} object events sent in {counts.batches} batches, "
+            f"{counts.duplicates} duplicates dropped, {counts.skipped} skipped, "
+            f"{counts.rejected} malformed messages left in the queue"
         )
         return EXIT_OK
     secret = os.environ.get(args.secret_env) or None
-    server = HttpBridge(events, secret=secret).serve(args.host, args.port)
+    server = HttpBridge(events, secret=secret, batcher=batcher).serve(args.host, args.port)
     run_until_signalled(lambda: threading.Thread(target=server.shutdown).start())
     print(
         f"bridge listening on http://{args.host}:{server.server_address[1]}/ "
@@ -566,10 +605,15 @@ def transfer(args: argparse.Namespace) -> int:
     values["prices"] = estimate.load_prices(args.prices) if args.dry_run else None
     # Bad input stops here, before any flow run exists; the run uses this very transfer.
     opened = _open(args, values)
-    flows = glue.module()
-    flows.hand_over(opened, values.get("header"), values)
-    artifact_base, transfer_manifest = flows.artifact_base, flows.transfer_manifest
-    state = transfer_manifest(**values, return_state=True)
+    head_start = _head_start(opened, args)
+    try:
+        flows = glue.module()
+        flows.hand_over(opened, values.get("header"), values, head_start)
+        artifact_base, transfer_manifest = flows.artifact_base, flows.transfer_manifest
+        state = transfer_manifest(**values, return_state=True)
+    finally:
+        if head_start is not None and not head_start.adopted:  # the run never started: stop its copies
+            head_start.abandon()
     try:
         result = state.result(raise_on_failure=False)
     except Exception as exc:  # e.g. cancelled just as it finished: the run has no result
@@ -594,6 +638,17 @@ def transfer(args: argparse.Namespace) -> int:
         )
         return EXIT_FAILED
     return EXIT_FAILED if result["failed"] else EXIT_OK
+
+
+def _head_start(opened, args: argparse.Namespace):
+    """Start copying while Prefect loads (s3flow.transfer.HeadStart): not for dry runs and
+    shards (their run decides what to do), nor with S3FLOW_HEAD_START_SLOTS=0."""
+    from s3flow.transfer import HEAD_START_SLOTS, HeadStart
+
+    slots = int(os.environ.get("S3FLOW_HEAD_START_SLOTS", HEAD_START_SLOTS) or 0)
+    if args.dry_run or args.shard_files > 0 or slots <= 0:
+        return None
+    return HeadStart(opened, slots).start()
 
 
 def _print_summary(result: dict, state, base: str) -> None:

@@ -73,6 +73,7 @@ class TransferConfig:
     backoff_cap: float = 20.0
     delete: bool = False  # sync rows: remove destination objects the source lacks
     dry_run: bool = False  # decide and report everything, change nothing
+    verifying: bool = False  # `s3flow verify`: a dry run that reads bytes to prove expected checksums
     filters: tuple[tuple[str, str], ...] = ()  # prefix rows: (include|exclude, glob), in order
     # Destination properties; None keeps the source's where S3 allows (see destination_args).
     storage_class: str | None = None

@@ -76,6 +76,16 @@ class AdaptiveSlots:
     def __exit__(self, *exc) -> None:
         self.release()
 
+    def resize(self, maximum: int) -> None:
+        """A new maximum (a head start's few slots, then the run's granted ones)."""
+        with self._changed:
+            self.maximum = maximum
+            self.limit = min(max(self.limit, 1), maximum) if maximum < self.limit else maximum
+            self.lowest = min(self.lowest, self.limit)
+            self._changed.notify_all()
+        if self.on_free is not None:
+            self.on_free()
+
     def try_acquire(self) -> bool:
         """Take a slot if one is free now."""
         with self._changed:
@@ -784,6 +794,7 @@ def _result(
         destination_etag=destination_etag,
         md5=item.md5,
         sha256=item.sha256,
+        event_time=item.event_time,
     )
 
 
@@ -807,6 +818,7 @@ def _unexpected(item: CopyItem, exc: BaseException, started: float) -> FileResul
         line=item.line,
         md5=item.md5,
         sha256=item.sha256,
+        event_time=item.event_time,
     )
 
 

@@ -7,13 +7,16 @@ What arrives, and what we make of it:
 | S3 notification `{"Records": [...]}` (SQS, Lambda)   | one event per ObjectCreated:* record     |
 | SNS envelope `{"Type": "Notification", "Message": ...}` | its Message, as above                 |
 | EventBridge `{"detail-type": "Object Created", ...}` | one event                                |
+| EventBridge "AWS API Call via CloudTrail", eventSource s3.amazonaws.com, eventName PutObject, CompleteMultipartUpload or CopyObject (no errorCode) | one event (the key is not URL-encoded there) |
+| ... any other CloudTrail call (UploadPart, GetObject...), or a failed one | skipped, logged |
 | `s3:TestEvent` (sent when notifications are set up)  | skipped, logged                          |
 | other event names (ObjectRemoved:*, ...)             | skipped, logged                          |
 | a record missing bucket or key                       | that record skipped, logged; the others go |
 | not JSON, or none of the shapes above                | MalformedMessage                          |
 
 S3 URL-encodes keys in notifications (`+` for a space, `%xx` for the rest):
-events carry the decoded key, the one to copy.
+events carry the decoded key, the one to copy. CloudTrail records the request's own
+parameters, so its `requestParameters.key` is taken as it is.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote_plus, urlsplit
 
 EVENT_NAME = "aws.s3.object.created"
+BATCH_EVENT_NAME = "s3flow.objects.created"  # many objects of one bucket: one replicate-objects run
+BATCH_OBJECTS = 500  # objects per batch event at most (about 150 KB of payload)
 _NAMESPACE = uuid.UUID("5b1c3f0e-6a55-4c57-9a43-2f2a4e1f7d11")  # s3flow's: event ids from S3's facts
 
 
@@ -45,14 +50,19 @@ class ObjectCreated:
     version_id: str | None = None
     sequencer: str = ""
 
-    def prefect_event(self) -> dict:
-        """The Prefect event, as POST /api/events takes it. The id is derived from the
-        S3 event, so a message delivered twice makes the same event twice."""
+    @property
+    def id(self) -> str:
+        """Derived from the S3 event, so a message delivered twice has the same id."""
         identity = (
             f"s3://{self.bucket}/{self.key}#{self.version_id or ''}#{self.sequencer or self.etag}#{self.event_time}"
         )
+        return str(uuid.uuid5(_NAMESPACE, identity))
+
+    def prefect_event(self) -> dict:
+        """The Prefect event, as POST /api/events takes it; a message delivered twice
+        makes the same event (the same id) twice."""
         return {
-            "id": str(uuid.uuid5(_NAMESPACE, identity)),
+            "id": self.id,
             "occurred": self.event_time,
             "event": EVENT_NAME,
             "resource": {
@@ -72,6 +82,40 @@ class ObjectCreated:
             },
             "related": [],
         }
+
+
+def batch_event(objects: list[ObjectCreated]) -> dict:
+    """One `s3flow.objects.created` event for objects of one bucket created close
+    together: the replicate-objects deployment's trigger (one run copies them all).
+    Its id is derived from its objects' ids: the same batch sent twice is one event."""
+    bucket = objects[0].bucket
+    ids = sorted(obj.id for obj in objects)
+    return {
+        "id": str(uuid.uuid5(_NAMESPACE, "batch#" + "#".join(ids))),
+        "occurred": min(obj.event_time for obj in objects),
+        "event": BATCH_EVENT_NAME,
+        "resource": {
+            "prefect.resource.id": f"aws.s3.bucket.{bucket}",
+            "prefect.resource.name": bucket,
+            "aws.s3.bucket": bucket,
+        },
+        "payload": {
+            "bucket": bucket,
+            "count": len(objects),
+            "objects": [
+                {
+                    "key": obj.key,
+                    "version_id": obj.version_id,
+                    "size": obj.size,
+                    "etag": obj.etag,
+                    "event_time": obj.event_time,
+                    "event_id": obj.id,
+                }
+                for obj in objects
+            ],
+        },
+        "related": [],
+    }
 
 
 @dataclass
@@ -136,7 +180,54 @@ def _record(record: dict, out: Translation) -> None:
     )
 
 
+# CloudTrail's S3 API calls that leave a new object (UploadPart, UploadPartCopy and
+# CreateMultipartUpload do not: the object exists once CompleteMultipartUpload succeeds).
+CLOUDTRAIL_CREATES = frozenset({"PutObject", "CompleteMultipartUpload", "CopyObject"})
+
+
+def _cloudtrail(body: dict, out: Translation) -> None:
+    """An EventBridge rule on "AWS API Call via CloudTrail" (the AWS Batch bulk-sync seed's
+    trigger): the call's requestParameters name the bucket and the key, not encoded."""
+    detail = body.get("detail")
+    if not isinstance(detail, dict):
+        out.skipped.append("CloudTrail event malformed (no detail)")
+        return
+    name = detail.get("eventName", "")
+    if detail.get("eventSource") != "s3.amazonaws.com" or name not in CLOUDTRAIL_CREATES:
+        out.skipped.append(f"CloudTrail {detail.get('eventSource', '?')} {name or '?'} is not an object creation")
+        return
+    if detail.get("errorCode"):
+        out.skipped.append(f"CloudTrail {name} failed ({detail['errorCode']}): no object was created")
+        return
+    try:
+        request = detail["requestParameters"]
+        bucket, key = request["bucketName"], request["key"]
+        if not bucket or not key:
+            raise ValueError("empty bucket or key")
+        response = detail.get("responseElements") or {}
+        extra = detail.get("additionalEventData") or {}
+        result = response.get("copyObjectResult") or {}
+        etag = response.get("ETag") or response.get("eTag") or result.get("ETag") or result.get("eTag") or ""
+        out.events.append(
+            ObjectCreated(
+                bucket=bucket,
+                key=key,
+                size=_size(extra.get("bytesTransferredIn")) if name == "PutObject" else None,
+                etag=str(etag).strip('"'),
+                event_time=detail.get("eventTime") or body["time"],
+                event_name=f"ObjectCreated:{name}",
+                version_id=response.get("x-amz-version-id") or None,
+                sequencer=detail.get("eventID", ""),
+            )
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        out.skipped.append(f"CloudTrail event malformed ({type(exc).__name__}: {exc})")
+
+
 def _eventbridge(body: dict, out: Translation) -> None:
+    if body.get("detail-type") == "AWS API Call via CloudTrail":
+        _cloudtrail(body, out)
+        return
     if body.get("detail-type") != "Object Created":
         out.skipped.append(f"EventBridge {body.get('detail-type')!r} is not an object creation")
         return

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -193,13 +194,120 @@ class SeaweedS3:
         self.stop()
 
 
+def _postgres_bin(name: str) -> str:
+    """A PostgreSQL program: Debian's `postgresql` package keeps them off PATH."""
+    for folder in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (folder / name).exists():
+            return str(folder / name)
+    found = shutil.which(name)
+    if not found:
+        raise RuntimeError(f"{name} not found: install PostgreSQL (Debian: apt-get install postgresql)")
+    return found
+
+
+@dataclass
+class PostgresServer:
+    """A PostgreSQL server of our own (initdb into `directory`), on a free loopback port,
+    with a `prefect` database: the production database of a Prefect server. PostgreSQL
+    refuses to run as root, so as root it runs as the `postgres` user of Debian's package."""
+
+    directory: Path
+    port: int = 0
+    database: str = "prefect"
+    user: str = "s3flow"
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+    folder: Path | None = field(default=None, repr=False)  # where its data is (see start)
+
+    @property
+    def url(self) -> str:
+        """The connection URL Prefect takes (PREFECT_API_DATABASE_CONNECTION_URL)."""
+        return f"postgresql+asyncpg://{self.user}@{LOOPBACK}:{self.port}/{self.database}"
+
+    def _as(self) -> dict:
+        return {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
+
+    def start(self, timeout: float = 60) -> PostgresServer:
+        folder = Path(self.directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            if not all(os.stat(parent).st_mode & 0o001 for parent in folder.resolve().parents):
+                # the postgres user cannot reach a folder below a private one (mkdtemp's)
+                folder = Path(tempfile.mkdtemp(prefix="s3flow-postgres-"))
+            shutil.chown(folder, "postgres", "postgres")
+        self.folder = folder
+        data = folder / "data"
+        log = folder / "postgres.log"
+        if not (data / "PG_VERSION").exists():
+            made = subprocess.run(
+                [_postgres_bin("initdb"), "-D", str(data), "-U", self.user, "-A", "trust", "-E", "UTF8"],
+                capture_output=True,
+                text=True,
+                **self._as(),
+            )
+            if made.returncode != 0:
+                raise RuntimeError(f"initdb failed in {data}: {made.stderr.strip() or made.stdout.strip()}")
+        self.port = self.port or free_port()
+        with log.open("ab") as out:
+            if os.geteuid() == 0:
+                shutil.chown(log, "postgres", "postgres")
+            self.proc = subprocess.Popen(
+                [
+                    _postgres_bin("postgres"),
+                    "-D",
+                    str(data),
+                    "-p",
+                    str(self.port),
+                    "-h",
+                    LOOPBACK,
+                    "-k",
+                    str(folder),
+                    "-c",
+                    "max_connections=200",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **self._as(),
+            )
+
+        def ready() -> bool:
+            done = subprocess.run(
+                [_postgres_bin("pg_isready"), "-h", LOOPBACK, "-p", str(self.port)], capture_output=True
+            )
+            return done.returncode == 0
+
+        _wait(ready, self.proc, "PostgreSQL", log, timeout)
+        created = subprocess.run(
+            [_postgres_bin("createdb"), "-h", LOOPBACK, "-p", str(self.port), "-U", self.user, self.database],
+            capture_output=True,
+            text=True,
+        )
+        if created.returncode != 0 and "already exists" not in created.stderr:
+            _stop(self.proc)
+            raise RuntimeError(f"createdb failed: {created.stderr}")
+        return self
+
+    def stop(self) -> None:
+        _stop(self.proc, signal.SIGINT)  # PostgreSQL's "fast" shutdown
+        if self.folder is not None and self.folder != Path(self.directory):
+            shutil.rmtree(self.folder, ignore_errors=True)  # the stand-in folder start made
+
+    def __enter__(self) -> PostgresServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
 @dataclass
 class PrefectServer:
-    """`prefect server start` on a free loopback port with its own PREFECT_HOME."""
+    """`prefect server start` on a free loopback port with its own PREFECT_HOME; on SQLite
+    in that home, or on PostgreSQL when `database_url` is given."""
 
     home: Path
     port: int = 0
     proc: subprocess.Popen | None = field(default=None, repr=False)
+    database_url: str | None = None
 
     @property
     def api_url(self) -> str:
@@ -224,6 +332,8 @@ class PrefectServer:
             # the UI calls the API of the port it is served on, not the default 4200
             "PREFECT_UI_API_URL": self.api_url,
         }
+        if self.database_url:
+            env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database_url
         env.pop("PREFECT_API_URL", None)
         log = self.home / "server.log"
         self.proc = subprocess.Popen(

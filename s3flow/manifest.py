@@ -44,6 +44,7 @@ class ManifestRow:
     after: str | None = None
     count: int | None = None
     expected: tuple[tuple[str, str], ...] = ()  # (("md5", hex), ("sha256", hex)) named in the row
+    event_time: float | None = None  # replication: when the source object was created (its event)
 
     @property
     def is_shard(self) -> bool:

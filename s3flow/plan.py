@@ -38,6 +38,7 @@ class CopyItem:
     reason: str = ""  # why it is copied (decide's answer), when the listing already told
     expected: tuple[tuple[str, str], ...] = ()  # the manifest's (("md5", hex), ("sha256", hex))
     evidence: str = ""  # what settle proved of the source (the expected checksums)
+    event_time: float | None = None  # replication: the object's creation event (its lag)
 
     @property
     def md5(self) -> str:
@@ -102,7 +103,12 @@ def needs_settling(item: CopyItem) -> bool:
 
 
 def settle(
-    item: CopyItem, source: Storage, destination: Storage, attempts: Attempts, request: Callable[..., Any]
+    item: CopyItem,
+    source: Storage,
+    destination: Storage,
+    attempts: Attempts,
+    request: Callable[..., Any],
+    read_bytes: bool = True,
 ) -> CopyItem | FileResult:
     """The decisions the listing could not make, with HEADs (run on the transfer's pool,
     so thousands of object rows are decided in parallel):
@@ -113,18 +119,26 @@ def settle(
     | a listed archived object   | HEAD source             | fail InvalidObjectState unless restored |
     | anything else              | none                    | copy, as listed                      |
 
-    `request(attempts, call, *args)` makes one request under the transfer's slots and retries."""
+    `request(attempts, call, *args)` makes one request under the transfer's slots and retries;
+    `read_bytes` False (a plan) proves expected checksums only where the store answers."""
     if item.check_destination or item.source is None:
         info = request(attempts, source.head, item.source_ref)
         if info is None:
             raise S3Error("NoSuchKey", _missing_source(item.source_ref, source, attempts, request))
         if item.expected:
-            item = replace(item, evidence=prove_expected(info, item.expected, attempts, source, request))
+            item = replace(item, evidence=prove_expected(info, item.expected, attempts, source, request, read_bytes))
         copy, why = decide(info, request(attempts, destination.head, item.destination))
         if not copy:
             skipped = _skipped(info, item.destination, item.line, why)
             evidence = "; ".join(filter(None, ("ETag" if skipped_by_etag(why) else "", item.evidence)))
-            return replace(skipped, requests=attempts.requests, evidence=evidence, md5=item.md5, sha256=item.sha256)
+            return replace(
+                skipped,
+                requests=attempts.requests,
+                evidence=evidence,
+                md5=item.md5,
+                sha256=item.sha256,
+                event_time=item.event_time,
+            )
         item = replace(item, source=info, check_destination=False, reason=why)
     elif item.source.storage_class in ARCHIVE_CLASSES:
         info = request(attempts, source.head, item.source_ref)  # only HEAD tells the restore state
@@ -155,6 +169,7 @@ def prove_expected(
     attempts: Attempts,
     storage: Storage,
     request: Callable[..., Any],
+    read_bytes: bool = True,
 ) -> str:
     """Check the source against the manifest's md5/sha256 before anything is copied, so a
     mismatch leaves nothing at the destination; the copy is then proven equal to this
@@ -178,6 +193,9 @@ def prove_expected(
             proven.append("expected SHA256 = full-object checksum")
         else:
             unread.append(name)
+    if unread and not read_bytes:
+        names = "/".join(name.upper() for name in unread)
+        return "; ".join([*proven, f"expected {names} not checked: a plan reads no bytes (verify does)"])
     if unread:
         found = request(attempts, storage.digests, info.ref, tuple(unread), info.etag)
         for name in unread:
@@ -262,9 +280,12 @@ class Planner:
                 self.rows_done += 1
                 continue
             if not row.is_prefix and not error:
-                single: Planned = CopyItem(row.source, row.destination, row.line, expected=row.expected)
+                single: Planned = CopyItem(
+                    row.source, row.destination, row.line, expected=row.expected, event_time=row.event_time
+                )
             else:
                 single = _failed(row.source, row.destination, row.line, *(error or missing[row.source.bucket]))
+                single = replace(single, event_time=row.event_time)
             self.rows_done += 1  # counted before it is handed out: its one file is planned
             yield single
 

@@ -75,6 +75,7 @@ class FileResult:
     destination_etag: str = ""  # the copy's ETag, as S3 answered
     md5: str = ""  # the manifest's expected MD5 (hex), if it gave one
     sha256: str = ""  # and SHA-256
+    event_time: float | None = None  # replication: when S3 said the object was created (epoch s)
 
     def __post_init__(self) -> None:
         if not isinstance(self.status, Status):
@@ -85,6 +86,13 @@ class FileResult:
         if self.started is None or self.ended is None:
             return None
         return round(self.ended - self.started, 3)
+
+    @property
+    def lag(self) -> float | None:
+        """Replication lag: from the object's creation event to this result, seconds."""
+        if self.event_time is None or self.ended is None:
+            return None
+        return round(self.ended - self.event_time, 3)
 
     @property
     def error(self) -> str:
@@ -118,12 +126,12 @@ class FileResult:
             "line": self.line,
             "requests": self.requests,
             "evidence": self.evidence,
+            **({"event_time": _iso(self.event_time), "lag": self.lag} if self.event_time is not None else {}),
         }
 
     @classmethod
     def from_row(cls, row: dict) -> FileResult:
-        """A result back from its row (a table artifact's, an event's): status, sizes,
-        error and detail; times stay in the row."""
+        """A result back from its row (a table artifact's, an event's)."""
         code, _, message = (row.get("error") or "").partition(": ")
         return cls(
             row.get("source") or "",
@@ -141,6 +149,9 @@ class FileResult:
             trigger=row.get("trigger") or "",
             requests=row.get("requests") or 0,
             evidence=row.get("evidence") or "",
+            started=_epoch(row.get("start")),
+            ended=_epoch(row.get("end")),
+            event_time=_epoch(row.get("event_time")),
         )
 
     def to_dict(self) -> dict:
@@ -150,6 +161,13 @@ class FileResult:
 def failed(source: str, destination: str, code: str, message: str, **fields) -> FileResult:
     """A file that failed before or without a copy; `fields` as FileResult's."""
     return FileResult(source, destination, FAILED, error_code=code, error_message=message, **fields)
+
+
+def _epoch(text: str | None) -> float | None:
+    try:
+        return datetime.fromisoformat(text).timestamp() if text else None
+    except ValueError:
+        return None
 
 
 def _iso(stamp: float | None) -> str:

@@ -73,6 +73,56 @@ def check_request(
         raise InputError(problems, "replicate-object")
 
 
+def batch_rows(source_bucket: str, objects: list[dict], destination_buckets: list[str]) -> list[ManifestRow]:
+    """The rows of a batch of created objects (a `s3flow.objects.created` event's payload:
+    key, version_id, event_time): one per object and destination, each carrying its
+    event's time for the replication lag. An object named twice (a message delivered
+    twice) is copied once. InputError lists every problem."""
+    problems = []
+    for field_name, name in [
+        ("source_bucket", source_bucket),
+        *((f"destination_buckets[{i}]", b) for i, b in enumerate(destination_buckets)),
+    ]:
+        if why := bucket_problem(name):
+            problems.append(Problem(f"{name!r} {why}", field=field_name))
+    if not destination_buckets:
+        problems.append(Problem("needs at least one bucket", field="destination_buckets"))
+    if not objects:
+        problems.append(Problem("no objects", field="objects"))
+    seen: dict[tuple[str, str | None], float | None] = {}
+    for number, obj in enumerate(objects):
+        key = obj.get("key") if isinstance(obj, dict) else None
+        if not key or key.endswith("/"):
+            problems.append(Problem(f"{key!r} is not an object key", field=f"objects[{number}].key"))
+            continue
+        when = _epoch(obj.get("event_time"))
+        identity = (key, obj.get("version_id") or None)
+        earlier = seen.get(identity)
+        if identity not in seen or (when is not None and (earlier is None or when < earlier)):
+            seen[identity] = when  # the first creation event's time: the lag is measured from it
+    if source_bucket in destination_buckets:
+        problems.append(
+            Problem(f"the source bucket {source_bucket!r} is among the destinations", field="destination_buckets")
+        )
+    if problems:
+        raise InputError(problems, "replicate-objects")
+    rows: list[ManifestRow] = []
+    for (key, version), when in seen.items():
+        for bucket in destination_buckets:
+            src = ObjectRef(source_bucket, key, version)
+            rows.append(ManifestRow(len(rows) + 1, src, ObjectRef(bucket, key), event_time=when))
+    return rows
+
+
+def _epoch(text: str | None) -> float | None:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text).timestamp() if text else None
+    except (TypeError, ValueError):
+        return None
+
+
 def replication(
     config: TransferConfig,
     source_bucket: str,

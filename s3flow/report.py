@@ -60,6 +60,14 @@ class Summary:
     causes: dict[tuple[str, str], Cause] = field(default_factory=dict)
     would_copy: int = 0  # dry runs
     would_delete: int = 0
+    lags: list[float] = field(default_factory=list)  # replication: event to result, seconds
+
+    def lag(self) -> dict | None:
+        """p50 and p99 of the replication lag (event to copy), where files have one."""
+        if not self.lags:
+            return None
+        ordered = sorted(self.lags)
+        return {"files": len(ordered), "p50": _quantile(ordered, 0.50), "p99": _quantile(ordered, 0.99)}
 
     def add(self, results: Iterable[FileResult]) -> None:
         for result in results:
@@ -67,6 +75,8 @@ class Summary:
 
     def add_one(self, result: FileResult) -> None:
         self.files += 1
+        if result.lag is not None and result.status in (COPIED, SKIPPED):
+            self.lags.append(result.lag)
         status = result.status
         if status == COPIED:
             self.copied += 1
@@ -143,6 +153,7 @@ class Summary:
             ],
             "error_codes": dict(self.error_codes),
             "causes": [cause.to_json() for cause in sorted(self.causes.values(), key=lambda c: -c.count)],
+            **({"lag": lag} if (lag := self.lag()) else {}),
         }
 
     def absorb(self, other: dict) -> None:
@@ -195,6 +206,7 @@ class Summary:
             ("Bytes copied", f"{self.bytes_copied:,} ({human_bytes(self.bytes_copied)})"),
             ("Duration", f"{self.seconds:.1f} s"),
             ("Rate", f"{self.rate / 1e9:.3f} GB/s"),
+            *([("Replication lag, event to copy", lag_text(lag))] if (lag := self.lag()) else []),
         ]
         lines = [f"# {title}", "", "| Outcome | |", "|---|---:|", *(f"| {k} | {v} |" for k, v in rows)]
         if self.failures:
@@ -221,6 +233,8 @@ def text(result: dict) -> str:
         f"{'duration':<14}{seconds:>10.1f} s",
         f"{'rate':<14}{rate:>7.3f} GB/s",
     ]
+    if result.get("lag"):
+        lines.append(f"{'lag':<14}{lag_text(result['lag'])}")
     causes = result.get("causes") or []
     for cause in causes[:TOP_FAILURES]:
         example = cause.get("example") or {}
@@ -239,6 +253,16 @@ def text(result: dict) -> str:
     if len(causes) > TOP_FAILURES:
         lines.append(f"... and {len(causes) - TOP_FAILURES} more causes")
     return "\n".join(lines)
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    """The q-quantile of sorted values (nearest rank), seconds to 3 places."""
+    index = min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))
+    return round(ordered[index], 3)
+
+
+def lag_text(lag: dict) -> str:
+    return f"p50 {lag['p50']:.1f} s, p99 {lag['p99']:.1f} s (event to copy, {lag['files']:,} files)"
 
 
 def human_bytes(count: float) -> str:

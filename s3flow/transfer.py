@@ -287,7 +287,10 @@ class Runner:
         source, destination, copier = self.transfer.source, self.transfer.destination, self.copier
 
         def prepare(attempts: Attempts) -> CopyItem | FileResult:
-            settled = settle(item, source, destination, attempts, copier.request) if needs_settling(item) else item
+            read = not self.config.dry_run or self.config.verifying
+            settled = (
+                settle(item, source, destination, attempts, copier.request, read) if needs_settling(item) else item
+            )
             if isinstance(settled, FileResult) or not self.config.dry_run:
                 return settled
             if settled.source is None:  # an object row HEAD's the source when it is settled
@@ -326,6 +329,11 @@ class Runner:
         for (index, _), result in zip(deletes, results, strict=True):
             self._decided(batch, index, result)
 
+    def set_execute(self, execute: Execute | None) -> None:
+        """Who runs the batches submitted from now on (a head start's threads hand over
+        to the flow's task runs)."""
+        self._execute = execute
+
     def _default_execute(self, batch: Batch) -> Running:
         if self._threads is None:
             self._threads = ThreadPoolExecutor(self._in_flight, thread_name_prefix="s3flow-batch")
@@ -334,7 +342,6 @@ class Runner:
     def run(self) -> Outcome:
         """Plan and copy at once: batches go out while listings still stream, with at most
         2 x batches_in_flight waiting, so memory stays bounded."""
-        execute = self._execute or self._default_execute
         planner = Planner(self.config, self.transfer.source, self.transfer.destination)
         batcher = Batcher(self.config)
         pending: deque[tuple[Batch, Running]] = deque()
@@ -353,7 +360,7 @@ class Runner:
 
         def submit(batch_items: list) -> None:
             batch = Batch(next(numbers), batch_items)
-            pending.append((batch, execute(batch)))
+            pending.append((batch, (self._execute or self._default_execute)(batch)))
 
         try:
             for planned in planner.plan(self.transfer.rows, self.transfer.missing_buckets):
@@ -389,6 +396,105 @@ class Runner:
         return Outcome(
             self.summary, planner.listed_pages, planner.excluded, self.cancelled, stopped, slots.slowdowns, slots.lowest
         )
+
+
+class HeadStart:
+    """A transfer's copies begun the moment it is checked, before Prefect has loaded.
+
+    `s3flow transfer` spends seconds importing Prefect and creating its flow run; the
+    copies need none of it. So the CLI starts the runner at once, with HEAD_START_SLOTS
+    requests in flight at most (the global concurrency limit is not held yet), on
+    threads, keeping each result. The flow run then adopts it (`adopt`): every result
+    so far goes to its recorders in order and the rest as they come, later batches
+    run as its copy-batch task runs, and the slots grow to what the run was granted.
+
+    | phase              | slots                | batches run on | results go to              |
+    |--------------------|----------------------|----------------|----------------------------|
+    | before the flow run| HEAD_START_SLOTS     | threads        | kept here, in order        |
+    | adopted            | the granted slots    | task runs      | the run's recorders        |
+
+    A process killed before the flow run exists loses those seconds' results from
+    Prefect only: the copies themselves are complete and verified, and the next run of
+    the transfer finds them in place (skipped)."""
+
+    def __init__(self, transfer: Transfer, slots: int | None = None) -> None:
+        self.runner = Runner(transfer, self._seen, stop_signals=())
+        self.runner.copier.on_upload = self._upload
+        self.runner.copier.slots.resize(min(slots or HEAD_START_SLOTS, transfer.config.max_concurrency))
+        self._lock = threading.Lock()
+        self._results: list[FileResult] = []
+        self._uploads: list[tuple[ObjectRef, str, str]] = []
+        self._on_result: OnResult | None = None
+        self._on_upload: Callable[[ObjectRef, str, str], None] | None = None
+        self._outcome: Outcome | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="s3flow-head-start", daemon=True)
+        self.adopted = False
+
+    def start(self) -> HeadStart:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            self._outcome = self.runner.run()
+        except BaseException as exc:  # handed to whoever waits
+            self._error = exc
+
+    def _seen(self, result: FileResult) -> None:
+        with self._lock:
+            if self._on_result is None:
+                self._results.append(result)
+                return
+            forward = self._on_result
+        forward(result)
+
+    def _upload(self, where: ObjectRef, upload_id: str, what: str) -> None:
+        with self._lock:
+            if self._on_upload is None:
+                self._uploads.append((where, upload_id, what))
+                return
+            forward = self._on_upload
+        forward(where, upload_id, what)
+
+    def adopt(
+        self,
+        on_result: OnResult,
+        on_upload: Callable[[ObjectRef, str, str], None] | None,
+        execute: Execute | None,
+        slots: int,
+    ) -> Runner:
+        """The flow run takes over (see the class's table); the runner, still running."""
+        with self._lock:
+            for where, upload_id, what in self._uploads:
+                if on_upload is not None:
+                    on_upload(where, upload_id, what)
+            for result in self._results:
+                on_result(result)
+            self._results, self._uploads = [], []
+            self._on_result, self._on_upload = on_result, on_upload or (lambda *args: None)
+        self.runner.set_execute(execute)
+        self.runner.copier.slots.resize(slots)
+        self.adopted = True
+        return self.runner
+
+    def wait(self, timeout: float | None = None) -> Outcome | None:
+        """The runner's outcome once it has finished (None if still running at timeout)."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            return None
+        if self._error is not None:
+            raise self._error
+        return self._outcome
+
+    def abandon(self) -> None:
+        """Never adopted (the run could not start): cancel, wait, close."""
+        self.runner.cancel()
+        self._thread.join()
+        self.runner.close()
+
+
+HEAD_START_SLOTS = 8  # requests a head start sends at once before the run holds its slots
 
 
 class _Done:

@@ -133,6 +133,9 @@ def test_verify_checks_the_manifest_md5(seaweed, buckets, env, write_manifest):
     wrong = write_manifest(f"source,destination,md5\ns3://{src}/a.bam,s3://{dst}/a.bam,{md5(b'other')}\n", "w.csv")
     checked = run_cli(["verify", wrong], env)
     assert checked.returncode == 1 and "ChecksumMismatch" in checked.stdout, checked.stdout
+    # plan sees it too (a single-part ETag is the MD5: no byte read).
+    planned = run_cli(["plan", wrong, "--json"], env)
+    assert planned.returncode == 1 and json.loads(planned.stdout)["failed"]["objects"] == 1, planned.stdout
 
 
 def test_unknown_column_and_missing_report_bucket_are_bad_input(seaweed, buckets, env, write_manifest):

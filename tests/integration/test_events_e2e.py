@@ -16,7 +16,6 @@ import uuid
 import boto3
 import pytest
 
-from s3flow.flows.replicate import replication_key
 from tests.conftest import MOTO_CREDENTIALS, VENV_BIN, run_cli
 from tests.integration.conftest import stop
 from tests.integration.test_transfer_flow import artifacts
@@ -73,7 +72,8 @@ def stack(moto, prefect_api, start_worker, tmp_path):
         found = sqs.receive_message(QueueUrl=alerts_queue, MaxNumberOfMessages=10).get("Messages", [])
         return [json.loads(m["Body"]) for m in found]
 
-    yield {"s3": s3, "names": names, "alerts": alerts, "bridge_log": tmp_path / "bridge.log", "url": url,
+    yield {"s3": s3, "sqs": sqs, "events_queue": events_queue, "names": names, "alerts": alerts,
+           "bridge_log": tmp_path / "bridge.log", "url": url,
            "prefect_env": prefect_api.env()}
     stop(bridge)
 
@@ -102,10 +102,9 @@ def test_uploads_replicate_fail_loudly_and_manifests_start_transfers(stack):
     s3.put_object(Bucket=n["global-builds"], Key=key, Body=build)
     eventually(lambda: all(_body(s3, n[b], key) == build for b in ("region-a-builds", "region-b-builds")),
                "the build in both regional buckets")
-    outcome = eventually(lambda: [a for a in artifacts(replication_key(n["global-builds"], key))
-                                  if "2 of 2 destinations succeeded" in (a.description or "")],
-                         "the replication's outcome artifact", timeout=30)
-    assert outcome[0].flow_run_id is not None
+    summary = eventually(lambda: artifacts(f"replicate-{n['global-builds']}-summary"),
+                         "the replication run's summary", timeout=30)
+    assert summary[0].flow_run_id is not None and "Replication lag, event to copy" in summary[0].data
     assert "s3:TestEvent" in stack["bridge_log"].read_text()  # sent when notifications were set up
 
     # 2. A regional bucket is gone: the other copy still happens, and SNS says which failed.
@@ -113,10 +112,10 @@ def test_uploads_replicate_fail_loudly_and_manifests_start_transfers(stack):
     s3.delete_bucket(Bucket=n["region-b-builds"])
     s3.put_object(Bucket=n["global-builds"], Key="builds/build-124.zip", Body=b"PK-124")
     [alert] = eventually(stack["alerts"], "the failure notification")
-    assert alert["Subject"].startswith("[FAILED] replicate-object: 1 of 2 copies of")
-    assert f"  - {n['region-b-builds']}: NoSuchBucket" in alert["Message"]
-    assert f"Source: s3://{n['global-builds']}/builds/build-124.zip" in alert["Message"]
-    assert "Flow run: " in alert["Message"] and "Artifact: replicate-" in alert["Message"]
+    assert alert["Subject"].startswith("[FAILED] replicate-objects: 1 of 2 files failed"), alert["Subject"]
+    assert (f"  - s3://{n['global-builds']}/builds/build-124.zip -> s3://{n['region-b-builds']}/"
+            "builds/build-124.zip: NoSuchBucket") in alert["Message"], alert["Message"]
+    assert "Flow run: " in alert["Message"] and "every file: s3flow status" in alert["Message"]
     assert _body(s3, n["region-a-builds"], "builds/build-124.zip") == b"PK-124"
 
     # 3. A manifest dropped into the inbox prefix starts the bulk transfer it describes.
@@ -139,3 +138,22 @@ def test_uploads_replicate_fail_loudly_and_manifests_start_transfers(stack):
     archived = f"s3://{n['seq-archive']}/batch-7/sample-0.fq.gz"
     assert eventually(lambda: history(archived), "the archived object's history", 30) == [
         ("copied", f"manifest upload: s3://{n['genomics-inbox']}/input/s3_batch_sync_input-7.csv")]
+
+    # 5. The AWS Batch bulk-sync seed's trigger: an EventBridge rule on the CloudTrail record
+    # of the manifest's upload (S3's own notifications off for the inbox, so only it remains).
+    s3.put_bucket_notification_configuration(Bucket=n["genomics-inbox"], NotificationConfiguration={})
+    more = {f"batch-8/sample {i}.fq.gz": os.urandom(1000 + i) for i in range(3)}
+    for read_key, data in more.items():
+        s3.put_object(Bucket=n["seq-raw"], Key=read_key, Body=data)
+    manifest_key = "input/s3_batch_sync_input-8 final.csv"  # CloudTrail keeps the space as it is
+    s3.put_object(Bucket=n["genomics-inbox"], Key=manifest_key,
+                  Body=f"s3://{n['seq-raw']}/batch-8/,s3://{n['seq-archive']}/batch-8/\n".encode())
+    trail = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "AWS API Call via CloudTrail",
+             "source": "aws.s3", "time": "2026-11-30T10:00:05Z", "region": "us-east-1",
+             "detail": {"eventSource": "s3.amazonaws.com", "eventName": "PutObject",
+                        "eventTime": "2026-11-30T10:00:04Z", "eventID": str(uuid.uuid4()),
+                        "requestParameters": {"bucketName": n["genomics-inbox"], "key": manifest_key},
+                        "responseElements": None}}
+    stack["sqs"].send_message(QueueUrl=stack["events_queue"], MessageBody=json.dumps(trail))
+    eventually(lambda: all(_body(s3, n["seq-archive"], k) == v for k, v in more.items()),
+               "the CloudTrail-triggered manifest's objects in the archive bucket")

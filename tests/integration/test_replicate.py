@@ -120,3 +120,43 @@ def test_transfer_manifest_notifies_its_top_failures(aws, prefect_api, tmp_path)
     assert f"  - s3://{b['global-builds']}/batch/lost.fq -> s3://{b['region-a']}/batch/lost.fq: NoSuchKey" in body
     assert f"Manifest: {manifest}" in body and str(state.state_details.flow_run_id) in body
     assert f"Artifacts: {artifact_base(str(manifest))}-files" in body
+
+
+def test_a_batch_of_objects_is_one_run_each_object_with_its_result_and_lag(aws, prefect_api):
+    """replicate-objects: 120 objects of one batch event (one named twice, as a message
+    delivered twice is) into two buckets, one of them missing: each object's copy fails
+    or succeeds alone, nothing is copied twice, and every result has its lag."""
+    from datetime import UTC, datetime
+
+    from s3flow.flows.replicate import replicate_objects
+    from s3flow.flows.status import transfer_status
+
+    s3, b = aws["s3"], aws["buckets"]
+    created = datetime.now(UTC).isoformat()
+    objects = []
+    for i in range(120):
+        key = f"drop/release-7/file {i}.bin"
+        s3.put_object(Bucket=b["global-builds"], Key=key, Body=os.urandom(100 + i))
+        objects.append({"key": key, "version_id": None, "event_time": created})
+    s3.copy_object(Bucket=b["region-a"], Key="drop/release-7/file 0.bin",  # already replicated
+                   CopySource={"Bucket": b["global-builds"], "Key": "drop/release-7/file 0.bin"})
+    missing = f"region-gone-{uuid.uuid4().hex[:6]}"
+
+    state = replicate_objects(b["global-builds"], objects + objects[5:6], [b["region-a"], missing],
+                              notification_block=aws["block"], return_state=True)
+
+    assert state.is_failed()  # the missing bucket's copies failed
+    result = state.result(raise_on_failure=False)
+    assert (result["files"], result["copied"], result["skipped"], result["failed"]) == (240, 119, 1, 120)
+    assert result["causes"][0]["error_code"] == "NoSuchBucket" and result["causes"][0]["bucket"] == missing
+    assert result["lag"]["files"] == 120 and 0 <= result["lag"]["p50"] <= result["lag"]["p99"] < 300
+    for i in (0, 5, 119):
+        key = f"drop/release-7/file {i}.bin"
+        assert s3.get_object(Bucket=b["region-a"], Key=key)["Body"].read() == \
+            s3.get_object(Bucket=b["global-builds"], Key=key)["Body"].read()
+    status = transfer_status(result["flow_run_id"])
+    assert status["files"] == 240 and status["lag"]["files"] == 120
+    assert {row["source"] for row in status["rows"]} == {f"s3://{b['global-builds']}/{o['key']}" for o in objects}
+    [alert] = aws["alerts"]()
+    assert alert["Subject"].startswith("[FAILED] replicate-objects: 120 of 240 files failed")
+    assert f"NoSuchBucket x120 (destination bucket '{missing}')" in alert["Message"]

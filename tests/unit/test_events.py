@@ -6,6 +6,7 @@ import base64
 import datetime
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -17,7 +18,7 @@ from s3flow.events import (
     translate,
     verify_sns,
 )
-from s3flow.flows.bridge import HttpBridge, PrefectEvents, SqsBridge
+from s3flow.flows.bridge import Batcher, HttpBridge, PrefectEvents, SqsBridge
 
 
 def s3_record(key: str, name: str = "ObjectCreated:Put", bucket: str = "global-builds") -> dict:
@@ -52,6 +53,40 @@ def test_sns_envelope_and_eventbridge_shapes():
     [event] = translate(bridge_event).events
     assert (event.bucket, event.key, event.size, event.event_name) == (
         "global-builds", "x y.zip", 5, "ObjectCreated:PutObject")
+
+
+def cloudtrail(name: str, key: str = "input/s3_batch_sync_input-2026 11+30%.csv", **detail) -> dict:
+    """An EventBridge "AWS API Call via CloudTrail" event, as AWS sends it."""
+    return {"version": "0", "id": "e-1", "detail-type": "AWS API Call via CloudTrail", "source": "aws.s3",
+            "time": "2026-11-30T10:00:05Z", "region": "us-east-1", "detail": {
+                "eventVersion": "1.09", "eventSource": "s3.amazonaws.com", "eventName": name,
+                "eventTime": "2026-11-30T10:00:04Z", "eventID": f"id-{name}",
+                "requestParameters": {"bucketName": "genomics-input", "key": key, "Host": "x"},
+                "responseElements": {"x-amz-version-id": "v7"} if name != "UploadPart" else None,
+                "additionalEventData": {"bytesTransferredIn": 1234}, **detail}}
+
+
+def test_cloudtrail_calls_that_create_an_object_become_object_created_events():
+    """The AWS Batch bulk-sync seed's rule: PutObject, CompleteMultipartUpload, CopyObject;
+    the key is taken as CloudTrail wrote it (not URL-encoded, unlike S3's notifications)."""
+    for name in ("PutObject", "CompleteMultipartUpload", "CopyObject"):
+        [event] = translate(cloudtrail(name)).events
+        assert (event.bucket, event.key, event.event_name, event.version_id, event.event_time) == (
+            "genomics-input", "input/s3_batch_sync_input-2026 11+30%.csv", f"ObjectCreated:{name}", "v7",
+            "2026-11-30T10:00:04Z")
+        assert event.prefect_event()["event"] == "aws.s3.object.created"
+    assert translate(cloudtrail("PutObject")).events[0].size == 1234
+    # delivered twice (EventBridge retries): the same Prefect event id
+    assert translate(cloudtrail("PutObject")).events[0].prefect_event()["id"] == \
+        translate(cloudtrail("PutObject")).events[0].prefect_event()["id"]
+    for name in ("UploadPart", "GetObject", "CreateMultipartUpload"):
+        found = translate(cloudtrail(name))
+        assert found.events == [] and "is not an object creation" in found.skipped[0], name
+    refused = translate(cloudtrail("PutObject", errorCode="AccessDenied"))
+    assert refused.events == [] and "AccessDenied" in refused.skipped[0]
+    other = cloudtrail("PutObject")
+    other["detail"]["eventSource"] = "ec2.amazonaws.com"
+    assert translate(other).events == []
 
 
 def test_test_events_other_events_and_malformed_records_are_skipped():
@@ -165,26 +200,42 @@ def test_http_bridge_accepts_secret_or_signature_and_rejects_the_rest(api, signe
     assert api.events == []  # nothing emitted for a rejected request
 
     assert bridge.handle({"X-S3flow-Secret": "s3cret"}, body)[0] == 200
-    assert bridge.handle({"Authorization": "Bearer s3cret"}, body)[0] == 200
+    assert bridge.handle({"Authorization": "Bearer s3cret"}, body)[0] == 200  # delivered twice: dropped
     assert bridge.handle({}, json.dumps(sign(notification([s3_record("signed+one.zip")]))).encode())[0] == 200
-    assert [e["payload"]["key"] for e in api.events] == ["build-1.zip", "build-1.zip", "signed one.zip"]
+    assert [e["payload"]["key"] for e in api.events if e["event"] == "aws.s3.object.created"] == [
+        "build-1.zip", "signed one.zip"]
+    batches = [e for e in api.events if e["event"] == "s3flow.objects.created"]
+    assert [[o["key"] for o in e["payload"]["objects"]] for e in batches] == [["build-1.zip"], ["signed one.zip"]]
+    assert bridge.counts.duplicates == 1
 
     api.down = True  # Prefect API away: 503, so SNS or EventBridge deliver again
-    assert bridge.handle({"X-S3flow-Secret": "s3cret"}, body)[0] == 503
+    other = json.dumps({"Records": [s3_record("build-2.zip")]}).encode()
+    assert bridge.handle({"X-S3flow-Secret": "s3cret"}, other)[0] == 503
+    api.down = False  # delivered again: now it goes
+    assert bridge.handle({"X-S3flow-Secret": "s3cret"}, other)[0] == 200
+    assert api.events[-2]["payload"]["key"] == "build-2.zip"
 
 
 class FakeSqs:
-    """The two SQS calls the bridge makes, on an in-memory queue."""
+    """The two SQS calls the bridge makes, on an in-memory queue: a message received is
+    invisible until deleted, or until its visibility timeout passes (`time_out`)."""
 
     def __init__(self, bodies: list[str]) -> None:
         self.messages = [{"MessageId": f"m{i}", "ReceiptHandle": f"r{i}", "Body": b} for i, b in enumerate(bodies)]
+        self.invisible: set[str] = set()
 
     def receive_message(self, **kwargs) -> dict:
-        return {"Messages": list(self.messages[:kwargs["MaxNumberOfMessages"]])}
+        visible = [m for m in self.messages if m["ReceiptHandle"] not in self.invisible]
+        taken = visible[:kwargs["MaxNumberOfMessages"]]
+        self.invisible.update(m["ReceiptHandle"] for m in taken)
+        return {"Messages": taken}
 
     def delete_message_batch(self, QueueUrl, Entries) -> None:
         handles = {entry["ReceiptHandle"] for entry in Entries}
         self.messages = [m for m in self.messages if m["ReceiptHandle"] not in handles]
+
+    def time_out(self) -> None:
+        self.invisible.clear()
 
 
 def test_sqs_bridge_deletes_only_what_was_delivered(api):
@@ -194,12 +245,44 @@ def test_sqs_bridge_deletes_only_what_was_delivered(api):
     bridge = SqsBridge("http://queue", PrefectEvents(api.url), sqs_client=queue, wait_seconds=0)
 
     api.down = True
-    with pytest.raises(RuntimeError):
+    assert bridge.poll_once() == 2  # the event and the test event (which carries none: deleted)
+    assert bridge.batcher.flush()
+    with pytest.raises(RuntimeError):  # the refusal backs the bridge off
         bridge.poll_once()
-    assert len(queue.messages) == 3 and api.events == []  # nothing deleted: delivered again later
+    assert [m["Body"] for m in queue.messages] == [good, "{{{ malformed"] and api.events == []
 
     api.down = False
-    assert bridge.poll_once() == 2  # the event and the test event
-    assert [e["payload"]["key"] for e in api.events] == ["a b"]
+    queue.time_out()  # SQS hands the message out again
+    assert bridge.poll_once() == 1
+    assert bridge.batcher.flush()
+    assert [e["payload"]["key"] for e in api.events if e["event"] == "aws.s3.object.created"] == ["a b"]
     assert [m["Body"] for m in queue.messages] == ["{{{ malformed"]  # left for the dead-letter queue
-    assert bridge.poll_once() == 0 and len(api.events) == 1  # and never emitted
+    queue.time_out()
+    assert bridge.poll_once() == 0 and len(api.events) == 2  # and never emitted (1 object, 1 batch event)
+
+
+def test_a_burst_goes_out_in_batches_and_a_lone_object_within_a_second(api):
+    """1,200 objects at once: batch events of 500, 500 and 200, each object once (ten
+    messages delivered twice are dropped), every message deleted only once its batch
+    was accepted; then a lone upload goes after the quiet time, not the whole window."""
+    bodies = [json.dumps({"Records": [s3_record(f"drop/f{i}.bin")]}) for i in range(1200)]
+    queue = FakeSqs(bodies + bodies[:10])
+    bridge = SqsBridge("http://queue", PrefectEvents(api.url), sqs_client=queue, wait_seconds=0,
+                       batcher=Batcher(PrefectEvents(api.url), window=30.0))
+    while bridge.poll_once():  # the poller keeps receiving while batches are pending
+        pass
+    assert bridge.batcher.flush()
+    batches = [e for e in api.events if e["event"] == "s3flow.objects.created"]
+    assert [e["payload"]["count"] for e in batches] == [500, 500, 200]
+    keys = [o["key"] for e in batches for o in e["payload"]["objects"]]
+    assert sorted(keys) == sorted(f"drop/f{i}.bin" for i in range(1200))
+    assert queue.messages == [] and bridge.counts.duplicates == 10
+
+    started = time.monotonic()
+    queue.messages = [{"MessageId": "lone", "ReceiptHandle": "lone", "Body": json.dumps(
+        {"Records": [s3_record("drop/lone.bin")]})}]
+    bridge.poll_once()
+    while queue.messages and time.monotonic() - started < 10:
+        time.sleep(0.05)
+    assert queue.messages == [] and time.monotonic() - started < 5  # the quiet time, not the 30 s window
+    assert api.events[-1]["payload"]["objects"][0]["key"] == "drop/lone.bin"
