@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser demo lint test bench serve ui clean
+.PHONY: install browser demo lint test bench serve ui clean prefect-postgres
 
 install: $(STAMP)
 
@@ -53,6 +53,10 @@ bench: $(STAMP) $(BENCH_STAMP) rclone
 # `s3flow plan`, `status`, `history` and the UI at http://127.0.0.1:4200 (Ctrl-C stops them).
 serve: $(STAMP)
 	$(PY) -m s3flow.demo serve
+
+# A Prefect server on PostgreSQL (Debian's postgresql package), data in .prefect-postgres/.
+prefect-postgres: $(STAMP)
+	$(PY) -m s3flow.local prefect-postgres .prefect-postgres 4200
 
 ui: serve
 

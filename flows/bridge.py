@@ -116,13 +116,17 @@ class Batcher:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._stopping = False
         self._failed: BaseException | None = None  # a part of the waiters' objects not delivered
+        self._more = False  # the source said more objects are waiting
         self._sending = False
         self._sending_ids: set[str] = set()  # the batch being sent: a duplicate of it is dropped too
         self._thread = threading.Thread(target=self._loop, name="s3flow-batcher", daemon=True)
         self._thread.start()
 
-    def submit(self, objects: list[ObjectCreated], done: Done) -> None:
+    def submit(self, objects: list[ObjectCreated], done: Done, more: bool = False) -> None:
+        """`more`: the source has more waiting (a full SQS receive), so the quiet rule
+        waits for a receive that drains it (`drained`); the window still applies."""
         with self._changed:
+            self._more = more
             fresh = [
                 obj
                 for obj in objects
@@ -143,6 +147,13 @@ class Batcher:
                 return
         done(None)  # nothing new: already delivered
 
+    def drained(self) -> None:
+        """The source has nothing more waiting: a quiet batch may go."""
+        with self._changed:
+            if self._more:
+                self._more = False
+                self._changed.notify_all()
+
     def _due(self) -> float | None:
         """Seconds until the pending batch must go (0: now); None: nothing pending."""
         if not self._pending:
@@ -150,6 +161,8 @@ class Batcher:
         if self._stopping or len(self._pending) >= self.most:
             return 0.0
         now = time.monotonic()
+        if self._more:
+            return max(0.0, self._first + self.window - now)
         return max(0.0, min(self._first + self.window, self._last + self.quiet) - now)
 
     def _loop(self) -> None:
@@ -285,8 +298,34 @@ class SqsBridge:
         self.counts = self.batcher.counts
         self.stopping = threading.Event()
         self._refused: BaseException | None = None  # the Prefect API refused a batch: back off
+        self._stopped_by: InputError | None = None  # a receiver thread's permanent refusal
 
-    def run(self) -> None:
+    def run(self, receivers: int = 1) -> None:
+        """Poll until stopped, with `receivers` threads (a receive takes 10 messages at
+        most: several keep up with a burst). See `_poll` for errors."""
+        threads = [
+            threading.Thread(target=self._poll_and_catch, name=f"s3flow-receiver-{n}", daemon=True)
+            for n in range(1, receivers)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            self._poll()
+        finally:
+            self.stopping.set()
+            for thread in threads:
+                thread.join(self.wait_seconds + 30)
+        if self._stopped_by is not None:
+            raise self._stopped_by
+
+    def _poll_and_catch(self) -> None:
+        try:
+            self._poll()
+        except InputError as exc:
+            self._stopped_by = exc
+            self.stopping.set()
+
+    def _poll(self) -> None:
         """Poll until stopped. Transient trouble (throttling, 5xx, the network, the Prefect
         API away) backs off and goes on; SQS's permanent refusals (no such queue, access
         denied, bad credentials) stop the bridge with InputError: retrying cannot help."""
@@ -333,7 +372,9 @@ class SqsBridge:
             objects.extend(found.events)
         self._delete(empty)
         if objects:
-            self.batcher.submit(objects, lambda error: self._acknowledge(carrying, error))
+            self.batcher.submit(objects, lambda error: self._acknowledge(carrying, error), more=len(messages) >= 10)
+        elif not messages:
+            self.batcher.drained()
         return len(empty) + len(carrying)
 
     def _acknowledge(self, messages: list[dict], error: BaseException | None) -> None:
@@ -463,9 +504,11 @@ class HttpBridge:
                 self.end_headers()
                 self.wfile.write(data)
 
-        server = ThreadingHTTPServer((host, port), Handler)
-        server.daemon_threads = True
-        return server
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 1024  # EventBridge delivers a burst hundreds at a time (default: 5)
+            daemon_threads = True
+
+        return Server((host, port), Handler)
 
 
 def _fetch(url: str) -> bytes:

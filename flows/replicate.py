@@ -115,19 +115,14 @@ def replicate_object(
     key = replication_key(source_bucket or "none", source_key or "none")
     try:
         check_request(source_bucket, source_key, destinations, destination_key)
-        config = config_from(
-            dict(
-                max_concurrency=max_concurrency,
-                max_attempts=RETRIES + 1,
-                multipart_threshold_mib=multipart_threshold_mib,
-                part_size_mib=part_size_mib,
-                checksum_algorithm=checksum_algorithm,
-                requester_pays=requester_pays,
-                source_credentials=source_credentials,
-                destination_credentials=destination_credentials,
-            ),
-            endpoint_from_block,
-            backoff_base=BACKOFF_BASE,
+        config = _config(
+            max_concurrency=max_concurrency,
+            multipart_threshold_mib=multipart_threshold_mib,
+            part_size_mib=part_size_mib,
+            checksum_algorithm=checksum_algorithm,
+            requester_pays=requester_pays,
+            source_credentials=source_credentials,
+            destination_credentials=destination_credentials,
         )
     except InputError as exc:
         message = f"invalid replication request: {exc.describe()}"
@@ -181,6 +176,11 @@ def replicate_object(
         f"{bucket}: {error}" for bucket, error in outcome.errors.items()
     )
     return Failed(message=message + (f"; {unsent}" if unsent else ""), data=result)
+
+
+def _config(**values) -> TransferConfig:
+    """A replication's TransferConfig: its options, with the replication's retries."""
+    return config_from({**values, "max_attempts": RETRIES + 1}, endpoint_from_block, backoff_base=BACKOFF_BASE)
 
 
 def _outcome_markdown(outcome: Outcome, results: list[FileResult], started: datetime) -> str:
@@ -255,20 +255,15 @@ def replicate_objects(
     source = f"s3://{source_bucket}"
     try:
         rows = batch_rows(source_bucket, listed, destinations)
-        config = config_from(
-            dict(
-                max_concurrency=max_concurrency,
-                max_attempts=RETRIES + 1,
-                multipart_threshold_mib=multipart_threshold_mib,
-                part_size_mib=part_size_mib,
-                checksum_algorithm=checksum_algorithm,
-                requester_pays=requester_pays,
-                source_credentials=source_credentials,
-                destination_credentials=destination_credentials,
-                report=report,
-            ),
-            endpoint_from_block,
-            backoff_base=BACKOFF_BASE,
+        config = _config(
+            max_concurrency=max_concurrency,
+            multipart_threshold_mib=multipart_threshold_mib,
+            part_size_mib=part_size_mib,
+            checksum_algorithm=checksum_algorithm,
+            requester_pays=requester_pays,
+            source_credentials=source_credentials,
+            destination_credentials=destination_credentials,
+            report=report,
         )
         transfer = Transfer.open(f"{source} ({len(listed)} objects created)", config, rows=rows)
     except InputError as exc:

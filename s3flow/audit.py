@@ -14,8 +14,9 @@ Both are written at the end of the run and every `every` seconds while it runs (
 carry an Object Lock retention (GOVERNANCE or COMPLIANCE, N days).
 
 `load` reads reports back with pandas, for `s3flow history --reports` and analysts:
-each report is fetched once (16 at a time) and kept in a local cache keyed by its
-ETag, so asking again reads only reports that are new or have changed.
+each report is fetched and parsed once (16 at a time); the rows of all reports read so
+far are kept in one local table with each report's ETag, so asking again costs one
+listing, that table, and only the reports that are new or have changed.
 """
 
 from __future__ import annotations
@@ -290,48 +291,71 @@ CACHE = Path(os.environ.get("S3FLOW_CACHE", Path.home() / ".cache" / "s3flow")) 
 
 def load(storage: Storage, prefix: ObjectRef, cache: Path | None = CACHE, workers: int = 16) -> pd.DataFrame:
     """Every report's rows under a prefix, as one DataFrame (COLUMNS, plus `report`: the
-    report's key). Each report is read once: later calls take unchanged ones (same
-    ETag) from `cache`, so thousands of reports cost one listing and the new ones."""
+    report's URI). Each report is fetched and parsed once: the rows of every report read
+    so far are kept in one table in `cache` (pickled, with each report's ETag), so a
+    later call costs one listing, loading that table, and the reports that are new or
+    were rewritten since (a running transfer's)."""
     import pandas as pd
 
-    found: list[ObjectInfo] = []
+    found: dict[str, ObjectInfo] = {}
     token = None
     while True:
         objects, token = storage.list_page(prefix.bucket, prefix.key, token)
-        found.extend(info for info in objects if info.ref.key.endswith("/" + FILES))
+        found.update((info.ref.uri, info) for info in objects if info.ref.key.endswith("/" + FILES))
         if not token:
             break
+    index = _index_path(cache, prefix)
+    known, table = _read_index(index)
+    fresh = [info for uri, info in found.items() if known.get(uri) != info.etag]
 
     def frame(info: ObjectInfo) -> pd.DataFrame:
-        data = _cached(storage, info, cache)
-        table = pd.read_csv(io.BytesIO(gzip.decompress(data)), dtype=str, keep_default_na=False, compression=None)
-        table["report"] = info.ref.uri
-        return table
+        data = storage.get_bytes(info.ref)
+        rows = pd.read_csv(io.BytesIO(gzip.decompress(data)), dtype=str, keep_default_na=False, compression=None)
+        rows["report"] = info.ref.uri
+        return rows
 
     with ThreadPoolExecutor(workers) as pool:
-        frames = list(pool.map(frame, found))
-    if not frames:
-        return pd.DataFrame(columns=[*COLUMNS, "report"])
-    return pd.concat(frames, ignore_index=True)
+        frames = list(pool.map(frame, fresh))
+    keep = {uri for uri in found if known.get(uri) == found[uri].etag}
+    parts = ([table[table["report"].isin(keep)]] if table is not None and keep else []) + frames
+    result = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*COLUMNS, "report"])
+    if index is not None and (fresh or len(keep) != len(known)):
+        _write_index(index, {uri: info.etag for uri, info in found.items()}, result)
+    return result
 
 
-def _cached(storage: Storage, info: ObjectInfo, cache: Path | None) -> bytes:
-    path = None
-    if cache is not None:
-        name = hashlib.sha256(f"{info.ref.uri}\0{info.etag}".encode()).hexdigest()
-        path = cache / name[:2] / name
-        if path.exists():
-            return path.read_bytes()
-    data = storage.get_bytes(info.ref)
-    if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_suffix(f".{os.getpid()}.part")
-            temporary.write_bytes(data)
-            temporary.replace(path)
-        except OSError as exc:  # a cache we cannot write only costs speed
-            log.debug("report cache %s: %s", path, exc)
-    return data
+def _index_path(cache: Path | None, prefix: ObjectRef) -> Path | None:
+    if cache is None:
+        return None
+    return cache / f"{hashlib.sha256(prefix.uri.encode()).hexdigest()[:24]}.pkl"
+
+
+def _read_index(path: Path | None) -> tuple[dict[str, str], pd.DataFrame | None]:
+    """The cached table of a prefix's reports, and the ETag each was read at."""
+    import pickle
+
+    if path is None or not path.exists():
+        return {}, None
+    try:
+        with path.open("rb") as cached:
+            saved = pickle.load(cached)  # our own file, written by _write_index
+        return saved["etags"], saved["table"]
+    except Exception as exc:  # a damaged or older cache: read everything again
+        log.debug("report cache %s: %s", path, exc)
+        return {}, None
+
+
+def _write_index(path: Path, etags: dict[str, str], table: pd.DataFrame) -> None:
+    import pickle
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.part")
+        with temporary.open("wb") as out:
+            pickle.dump({"etags": etags, "table": table}, out, protocol=pickle.HIGHEST_PROTOCOL)
+        temporary.replace(path)
+    except OSError as exc:  # a cache we cannot write only costs speed
+        log.debug("report cache %s: %s", path, exc)
 
 
 def history(table: pd.DataFrame, uri: str) -> pd.DataFrame:

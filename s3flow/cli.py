@@ -93,6 +93,9 @@ def parser() -> argparse.ArgumentParser:
     sqs = modes.add_parser("sqs", help="long-poll an SQS queue that receives the notifications")
     sqs.add_argument("--queue-url", required=True, help="the queue's URL")
     sqs.add_argument("--wait-seconds", type=int, default=20, help="long-poll wait (default 20)")
+    sqs.add_argument(
+        "--receivers", type=int, default=4, metavar="N", help="threads receiving at once (10 messages each; default 4)"
+    )
     http = modes.add_parser("http", help="accept EventBridge and SNS HTTP deliveries")
     http.add_argument("--port", type=int, required=True)
     http.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -525,7 +528,7 @@ def bridge(args: argparse.Namespace) -> int:
         runner = SqsBridge(args.queue_url, events, wait_seconds=args.wait_seconds, batcher=batcher)
         run_until_signalled(runner.stopping.set)
         try:
-            runner.run()
+            runner.run(max(1, args.receivers))
         finally:
             batcher.close()  # what was received goes out, and its messages are deleted
         print(
@@ -600,12 +603,16 @@ def transfer(args: argparse.Namespace) -> int:
     from s3flow import estimate
     from s3flow.errors import InputError
 
-    glue = _Preload("s3flow.flows.transfer")  # Prefect's imports (a second) while the transfer is opened
     values = _values(args)
     values["prices"] = estimate.load_prices(args.prices) if args.dry_run else None
+    slots = _head_start_slots(args)
+    # Prefect's imports (two seconds of CPU) run on a thread beside the transfer's opening;
+    # with a head start, once its first copies are on their way: both want the GIL.
+    glue = None if slots else _Preload("s3flow.flows.transfer")
     # Bad input stops here, before any flow run exists; the run uses this very transfer.
     opened = _open(args, values)
-    head_start = _head_start(opened, args)
+    head_start = _head_start(opened, slots)
+    glue = glue or _Preload("s3flow.flows.transfer")
     try:
         flows = glue.module()
         flows.hand_over(opened, values.get("header"), values, head_start)
@@ -640,15 +647,20 @@ def transfer(args: argparse.Namespace) -> int:
     return EXIT_FAILED if result["failed"] else EXIT_OK
 
 
-def _head_start(opened, args: argparse.Namespace):
-    """Start copying while Prefect loads (s3flow.transfer.HeadStart): not for dry runs and
-    shards (their run decides what to do), nor with S3FLOW_HEAD_START_SLOTS=0."""
-    from s3flow.transfer import HEAD_START_SLOTS, HeadStart
+def _head_start_slots(args: argparse.Namespace) -> int:
+    """Request slots of a head start (s3flow.transfer.HeadStart), 0 for none: not for dry
+    runs and shards (their run decides what to do), nor with S3FLOW_HEAD_START_SLOTS=0."""
+    from s3flow.transfer import HEAD_START_SLOTS
 
     slots = int(os.environ.get("S3FLOW_HEAD_START_SLOTS", HEAD_START_SLOTS) or 0)
-    if args.dry_run or args.shard_files > 0 or slots <= 0:
-        return None
-    return HeadStart(opened, slots).start()
+    return 0 if args.dry_run or args.shard_files > 0 else max(0, slots)
+
+
+def _head_start(opened, slots: int):
+    """Start copying while Prefect loads, with `slots` requests at once (0: do not)."""
+    from s3flow.transfer import HeadStart
+
+    return HeadStart(opened, slots).start() if slots else None
 
 
 def _print_summary(result: dict, state, base: str) -> None:

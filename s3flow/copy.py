@@ -423,10 +423,7 @@ class Copier:
             if not got:
                 return "", written.checksum or (copy.checksum if copy is not None else "")
         if got != want:
-            try:
-                self._request(Attempts(), self.destination.delete, destination)
-            except S3Error as exc:
-                log.error("could not delete the bad copy %s: %s", destination, exc)
+            self._discard(destination)
             raise S3Error(
                 "ChecksumMismatch",
                 f"the copy's {algorithm} full-object checksum {got.partition(':')[2]} differs from the source's "
@@ -582,16 +579,20 @@ class Copier:
         if all(matches):
             return "ETag differs (store's multipart scheme or layout): content verified by MD5 of every range"
         first_bad = ranges(source.size, part)[matches.index(False)]
-        try:
-            self._request(Attempts(), self.destination.delete, destination)
-        except S3Error as exc:
-            log.error("could not delete the bad copy %s: %s", destination, exc)
+        self._discard(destination)
         raise S3Error(
             "ChecksumMismatch",
             f"bytes {first_bad[0]}-{first_bad[1]} of the copy differ from the source; the copy was deleted",
             destination.bucket,
             destination.key,
         )
+
+    def _discard(self, destination: ObjectRef) -> None:
+        """Delete a copy that proved different from its source."""
+        try:
+            self._request(Attempts(), self.destination.delete, destination)
+        except S3Error as exc:
+            log.error("could not delete the bad copy %s: %s", destination, exc)
 
     def _each_range(self, size: int, part: int, attempts: Attempts, work: Callable) -> list:
         """work(number, first, last) for every part of an object, part_concurrency at a

@@ -359,3 +359,39 @@ class PrefectServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def serve_prefect_on_postgres(directory: Path, port: int = 4200) -> int:
+    """`python -m s3flow.local prefect-postgres [DIR] [PORT]` (`make prefect-postgres`): a
+    PostgreSQL server with its data in DIR/postgres and a Prefect server on it, until
+    Ctrl-C; prints what to export. A try-out and what the tests use; in production run
+    PostgreSQL as a service (docs/operations.md) and point Prefect at it the same way."""
+    import threading
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with (
+        PostgresServer(directory / "postgres", port=0) as database,
+        PrefectServer(directory / "prefect", port=port, database_url=database.url) as server,
+    ):
+        print(f"PostgreSQL on {LOOPBACK}:{database.port} (data in {database.folder}); Prefect on it:\n")
+        print(f"export PREFECT_API_URL={server.api_url}")
+        print(f"# the server was started with PREFECT_API_DATABASE_CONNECTION_URL={database.url}")
+        print(f"\nThe UI: {server.ui_url}. Ctrl-C stops both.", flush=True)
+        try:
+            while not stop.wait(1):
+                pass
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["prefect-postgres"]:
+        sys.exit("usage: python -m s3flow.local prefect-postgres [DIR] [PORT]")
+    sys.exit(
+        serve_prefect_on_postgres(
+            Path(sys.argv[2] if len(sys.argv) > 2 else ".prefect-postgres").resolve(),
+            int(sys.argv[3]) if len(sys.argv) > 3 else 4200,
+        )
+    )

@@ -39,10 +39,8 @@ def bucket_problem(name: str) -> str | None:
         return None
 
 
-def check_request(
-    source_bucket: str, source_key: str, destination_buckets: list[str], destination_key: str | None
-) -> None:
-    """Every problem with a replication request at once; InputError if any."""
+def bucket_problems(source_bucket: str, destination_buckets: list[str]) -> list[Problem]:
+    """Each bucket name of a replication that S3 would refuse, with its field."""
     problems = []
     for field_name, name in [
         ("source_bucket", source_bucket),
@@ -50,6 +48,14 @@ def check_request(
     ]:
         if why := bucket_problem(name):
             problems.append(Problem(f"{name!r} {why}", field=field_name))
+    return problems
+
+
+def check_request(
+    source_bucket: str, source_key: str, destination_buckets: list[str], destination_key: str | None
+) -> None:
+    """Every problem with a replication request at once; InputError if any."""
+    problems = bucket_problems(source_bucket, destination_buckets)
     if not source_key:
         problems.append(Problem("is empty", field="source_key"))
     elif source_key.endswith("/"):
@@ -78,13 +84,7 @@ def batch_rows(source_bucket: str, objects: list[dict], destination_buckets: lis
     key, version_id, event_time): one per object and destination, each carrying its
     event's time for the replication lag. An object named twice (a message delivered
     twice) is copied once. InputError lists every problem."""
-    problems = []
-    for field_name, name in [
-        ("source_bucket", source_bucket),
-        *((f"destination_buckets[{i}]", b) for i, b in enumerate(destination_buckets)),
-    ]:
-        if why := bucket_problem(name):
-            problems.append(Problem(f"{name!r} {why}", field=field_name))
+    problems = bucket_problems(source_bucket, destination_buckets)
     if not destination_buckets:
         problems.append(Problem("needs at least one bucket", field="destination_buckets"))
     if not objects:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -257,7 +258,7 @@ def text(result: dict) -> str:
 
 def _quantile(ordered: list[float], q: float) -> float:
     """The q-quantile of sorted values (nearest rank), seconds to 3 places."""
-    index = min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))
+    index = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
     return round(ordered[index], 3)
 
 
