@@ -51,7 +51,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("s3flow.audit")
 
 FILES, SUMMARY = "files.csv.gz", "summary.json"
-EVERY_SECONDS = 300.0  # a long run rewrites its report this often
+# A long run rewrites its report this often (S3FLOW_REPORT_SECONDS overrides it).
+EVERY_SECONDS = float(os.environ.get("S3FLOW_REPORT_SECONDS") or 300.0)
 COLUMNS = (
     "source",
     "source_version",

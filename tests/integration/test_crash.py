@@ -15,6 +15,7 @@ from datetime import UTC
 from s3flow.flows.status import transfer_status
 from tests.conftest import VENV_BIN, listing, run_cli
 from tests.faultproxy import FaultProxy, Faults
+from tests.integration.test_audit import reports
 from tests.integration.test_cancel import manifest_text, source_data, wait_for_part_copies
 from tests.integration.test_faults import fill
 from tests.integration.test_status import running_transfer
@@ -24,28 +25,35 @@ def test_a_killed_transfer_leaves_no_open_upload_and_no_zombie_run(
         seaweed, prefect_server, prefect_api, buckets, write_manifest):
     from datetime import datetime
 
-    src, dst = buckets("src", "dst")
+    src, dst, audit = buckets("src", "dst", "audit")
     c = seaweed.client()
     objects = source_data(c, src)  # 3 multipart objects of 5 parts, 200 small ones
     manifest = write_manifest(manifest_text(src, dst), "crash.csv")
     proxy = FaultProxy(seaweed.port, Faults(delay=0.05, slow=("cram/",), slow_delay=1.5)).start()
     try:
-        env = {**os.environ, **seaweed.env(), **prefect_server.env(), "AWS_ENDPOINT_URL": proxy.url}
+        env = {**os.environ, **seaweed.env(), **prefect_server.env(), "AWS_ENDPOINT_URL": proxy.url,
+               "S3FLOW_REPORT_SECONDS": "2"}  # a long run's report rewrites, every 2 s here
         command = [str(VENV_BIN / "s3flow"), "transfer", manifest, "--multipart-threshold-mib", "5",
                    "--part-size-mib", "5", "--part-copies", "always", "--part-concurrency", "1",
-                   "--concurrency", "4", "--json"]
+                   "--concurrency", "4", "--json", "--report", f"s3://{audit}/reports/"]
         since = datetime.now(UTC)
         first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                  start_new_session=True)
         killed_run = running_transfer(since)
         wait_for_part_copies(proxy, first)
-        time.sleep(2)  # a second for the recorder to send what was decided
+        time.sleep(4)  # for the recorder to send what was decided, and the report to be rewritten
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
         time.sleep(1)
         assert c.list_multipart_uploads(Bucket=dst).get("Uploads"), "the kill left no upload open"
         before = transfer_status(killed_run)
         assert before["state"] == "RUNNING"  # a SIGKILL leaves the run RUNNING...
+        # ...and its completion report, as last rewritten: state running, and every file it
+        # calls copied is at the destination.
+        [(summary, rows, _)] = [r for folder, r in reports(c, audit).items() if killed_run in folder]
+        assert summary["state"] == "running" and summary["files"] == len(rows) > 0
+        copied = {row["destination"] for row in rows.to_dict("records") if row["status"] == "copied"}
+        assert copied and all(c.head_object(Bucket=dst, Key=uri.split("/", 3)[3]) for uri in copied)
 
         proxy.faults = Faults()
         second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
@@ -61,6 +69,8 @@ def test_a_killed_transfer_leaves_no_open_upload_and_no_zombie_run(
     assert after["files"] >= before["files"] and set(after["counts"]) <= {"copied"}
     done = run_cli(["status", killed_run], {**seaweed.env(), **prefect_server.env()})
     assert "CRASHED" in done.stdout and "resumed by run" in done.stdout
+    finished = [r for folder, r in reports(c, audit).items() if resumer in folder]
+    assert finished and finished[0][0]["state"] == "completed"
 
 
 def test_open_uploads_are_reported_and_aborted_only_by_an_age_given(seaweed, buckets, write_manifest):
