@@ -56,12 +56,27 @@ def env(seaweed, prefect_server):
     return {**seaweed.env(), **prefect_server.env()}
 
 
-def test_report_proves_every_file_and_history_answers_from_reports_alone(seaweed, buckets, env, tmp_path):
+@pytest.fixture(params=["seaweed", "moto"])
+def three_buckets(request, prefect_server):
+    """(client, env, source, destination, audit bucket) on SeaweedFS and on moto."""
+    if request.param == "seaweed":
+        server = request.getfixturevalue("seaweed")
+        client, env = server.client(), server.env()
+        names = request.getfixturevalue("buckets")("src", "dst", "audit")
+    else:
+        url, client = request.getfixturevalue("moto")
+        env = {"AWS_ENDPOINT_URL": url, **MOTO_CREDENTIALS}
+        names = [f"{role}-{os.urandom(3).hex()}" for role in ("asrc", "adst", "audit")]
+        for name in names:
+            client.create_bucket(Bucket=name)
+    return (client, {**env, **prefect_server.env()}, *names)
+
+
+def test_report_proves_every_file_and_history_answers_from_reports_alone(three_buckets, tmp_path):
     """A sequencing batch with the provider's md5s: the report has one row per file with the
     evidence that proved it; a wrong md5 fails that file alone and writes nothing; years
     later (here: a Prefect server with an empty database) history answers from reports."""
-    client = seaweed.client()
-    src, dst, audit = buckets("src", "dst", "audit")
+    client, env, src, dst, audit = three_buckets
     single, big, bad = b"ACGT" * 50_000, os.urandom(11 * MiB + 3), b"corrupted in transit"
     client.put_object(Bucket=src, Key="run7/s1.fastq.gz", Body=single)
     put_multipart(client, src, "run7/s2.cram", big, 5 * MiB)  # its ETag is no MD5: the bytes are read
